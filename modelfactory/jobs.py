@@ -72,7 +72,9 @@ class Job(models.Model):
 
     def request_cancel(self) -> bool:
         """Ask a running job to stop at its next check; cancel a queued one at once."""
-        if self._move([JobStatus.QUEUED], status=JobStatus.CANCELLED, finished_at=timezone.now(), cancel_requested=True):
+        if self._move(
+            [JobStatus.QUEUED], status=JobStatus.CANCELLED, finished_at=timezone.now(), cancel_requested=True
+        ):
             return True
         return self._move([JobStatus.RUNNING], cancel_requested=True)
 

@@ -67,7 +67,9 @@ def verify_message(request, message_text: str, signature: str) -> siwe.SiweMessa
 
     domain = expected_domain(request)
     if message.domain != domain:
-        raise WalletAuthError(f"This message was made for {message.domain!r}, not {domain!r}. Sign in again from this site.")
+        raise WalletAuthError(
+            f"This message was made for {message.domain!r}, not {domain!r}. Sign in again from this site."
+        )
     record = SiweNonce.objects.filter(nonce=message.nonce).first()
     if record is None:
         raise WalletAuthError("This message's nonce was not issued by this site. Start the sign-in again.")
@@ -107,7 +109,9 @@ def user_for_wallet(message: siwe.SiweMessage):
     with transaction.atomic():
         username = _free_username(f"{message.address[:6]}{message.address[-4:]}".lower())
         user = User.objects.create_user(username=username)  # no password: the wallet is the credential
-        Wallet.objects.create(user=user, address=message.address, chain_id=message.chain_id, last_login_at=timezone.now())
+        Wallet.objects.create(
+            user=user, address=message.address, chain_id=message.chain_id, last_login_at=timezone.now()
+        )
     return user
 
 

@@ -3,6 +3,7 @@ from django.urls import path
 from modelfactory.accounts import views
 
 urlpatterns = [
+    path("login/", views.LoginView.as_view(), name="account_login"),
     path("profile/", views.profile, name="profile"),
     path("profile/keys/", views.api_key_create, name="api_key_create"),
     path("profile/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),

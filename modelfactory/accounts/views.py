@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from allauth.account import views as allauth_views
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -60,7 +61,7 @@ def _error(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _signed_payload(request) -> tuple[str, str]:
+def _json_object(request) -> dict:
     if len(request.body) > MAX_JSON_BODY:
         raise siwe_auth.WalletAuthError("Request body too large.", status=413)
     try:
@@ -69,6 +70,11 @@ def _signed_payload(request) -> tuple[str, str]:
         raise siwe_auth.WalletAuthError("Request body must be JSON.") from None
     if not isinstance(data, dict):
         raise siwe_auth.WalletAuthError("Request body must be a JSON object.")
+    return data
+
+
+def _signed_payload(request) -> tuple[str, str]:
+    data = _json_object(request)
     return data.get("message"), data.get("signature")
 
 
@@ -76,10 +82,12 @@ def _signed_payload(request) -> tuple[str, str]:
 def wallet_nonce(request):
     """A fresh nonce plus the fields the browser needs to compose the message."""
     address = None
-    if request.body and len(request.body) <= MAX_JSON_BODY:
+    if request.content_type == "application/json" and request.body:
         try:
-            address = siwe_auth.checksum_address(json.loads(request.body).get("address"))
-        except (ValueError, AttributeError):
+            address = siwe_auth.checksum_address(_json_object(request).get("address"))
+        except siwe_auth.WalletAuthError as exc:
+            return _error(str(exc), exc.status)
+        except ValueError:
             return _error("That is not an Ethereum address.")
     nonce = siwe_auth.issue_nonce()
     return JsonResponse(
@@ -116,3 +124,12 @@ def wallet_link(request):
         return _error(str(exc), exc.status)
     messages.success(request, f"Wallet {wallet.address} linked.")
     return JsonResponse({"ok": True, "address": wallet.address})
+
+
+class LoginView(allauth_views.LoginView):
+    """allauth's login, answering a refused sign-in with 400 rather than 200."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response

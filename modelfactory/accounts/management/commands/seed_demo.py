@@ -19,7 +19,11 @@ class Command(BaseCommand):
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
-            EmailAddress.objects.get_or_create(user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True})
+            EmailAddress.objects.get_or_create(
+                user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
+            )
         self.stdout.write(
-            self.style.SUCCESS(f"Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}  (sign in at {settings.SITE_URL}/accounts/login/)")
+            self.style.SUCCESS(
+                f"Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}  (sign in at {settings.SITE_URL}/accounts/login/)"
+            )
         )

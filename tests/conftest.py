@@ -1,0 +1,178 @@
+"""Shared fixtures: users with and without rights, real child processes (daphne,
+Celery worker) pointed at the test database, and a headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ARTIFACTS = BASE_DIR / "test-artifacts"
+PASSWORD = "correct horse battery staple"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str = "alice", email: str | None = None, password: str = PASSWORD, **extra):
+        from allauth.account.models import EmailAddress
+
+        email = email if email is not None else f"{username}@example.com"
+        user = django_user_model.objects.create_user(username=username, email=email, password=password, **extra)
+        if email:
+            EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(make_user):
+    return make_user("bob")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listened on {port} within {timeout}s")
+
+
+def children_database_url() -> str:
+    """DATABASE_URL naming the test database pytest-django created."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = quote(s["USER"] or "")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def child_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=children_database_url(), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class ServerPool:
+    """daphne processes serving modelfactory.asgi on the test database, one per env."""
+
+    def __init__(self):
+        self.servers: dict[tuple, tuple[str, subprocess.Popen]] = {}
+
+    def get(self, **extra_env: str) -> str:
+        key = tuple(sorted(extra_env.items()))
+        if key not in self.servers:
+            port = free_port()
+            log = open(ARTIFACTS / f"daphne-{port}.log", "w")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "modelfactory.asgi:application"],
+                cwd=BASE_DIR, env=child_env(**extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            wait_for_port(port, proc)
+            self.servers[key] = (f"http://127.0.0.1:{port}", proc)
+        return self.servers[key][0]
+
+    def close(self):
+        for _, proc in self.servers.values():
+            stop(proc)
+
+
+@pytest.fixture(scope="session")
+def server_pool(django_db_setup, django_db_blocker):
+    ARTIFACTS.mkdir(exist_ok=True)
+    pool = ServerPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def live_url(server_pool, transactional_db) -> str:
+    """Base URL of a real daphne (HTTP + websockets) on the test database."""
+    return server_pool.get()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup):
+    """A real Celery worker process on queues default and gpu, against real Redis."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "celery-worker.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "modelfactory", "worker", "-Q", "default,gpu",
+         "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"test-{os.getpid()}@%h", "--without-mingle",
+         "--without-gossip"],
+        cwd=BASE_DIR, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    from modelfactory.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the Celery worker exited; see test-artifacts/celery-worker.log")
+        if app.control.ping(timeout=0.5):
+            break
+    else:
+        raise RuntimeError("the Celery worker did not answer a ping within 60s")
+    yield proc
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }  # fmt: skip
+
+
+def login_cookie(client_user) -> str:
+    """A session cookie header value for a user, made through Django's test client."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(client_user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
