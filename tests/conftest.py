@@ -65,6 +65,15 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> Non
     raise RuntimeError(f"nothing listened on {port} within {timeout}s")
 
 
+def wait_until(condition, timeout: float = 30, interval: float = 0.1) -> None:
+    """Poll until condition() is true; raises after timeout (a hang guard, not a speed test)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
 def children_database_url() -> str:
     """DATABASE_URL naming the test database pytest-django created."""
     from django.db import connection
