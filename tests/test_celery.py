@@ -11,8 +11,8 @@ from modelfactory.accounts.models import SiweNonce
 from modelfactory.accounts.tasks import purge_expired_nonces
 from modelfactory.celery import app
 from modelfactory.jobs import JobStatus
-from tests.testapp.models import SampleJob
 from tests.conftest import wait_until
+from tests.testapp.models import SampleJob
 from tests.testapp.tasks import run_sample_job
 
 

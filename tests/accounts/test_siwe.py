@@ -80,7 +80,9 @@ def test_it_refuses_a_replayed_message(client):
 
 
 def test_it_refuses_a_message_for_another_domain(client):
-    status, body = post(client, "/accounts/wallet/login/", signed(Account.create(), new_nonce(client), domain="evil.example"))
+    status, body = post(
+        client, "/accounts/wallet/login/", signed(Account.create(), new_nonce(client), domain="evil.example")
+    )
     assert status == 400
     assert "made for 'evil.example'" in body["error"]
 
