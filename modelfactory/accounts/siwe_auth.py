@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import siwe
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from modelfactory.accounts.models import SiweNonce, Wallet
+
+if TYPE_CHECKING:
+    import siwe
 
 MAX_MESSAGE_CHARS = 4096
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
@@ -30,6 +33,8 @@ class WalletAuthError(ValueError):
 
 
 def issue_nonce() -> SiweNonce:
+    import siwe  # siwe pulls in web3 (~1 s): load it on first use, not at web start-up
+
     now = timezone.now()
     SiweNonce.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()  # keep the table small
     return SiweNonce.objects.create(
@@ -54,6 +59,8 @@ def expected_domain(request) -> str:
 
 def verify_message(request, message_text: str, signature: str) -> siwe.SiweMessage:
     """Check a signed SIWE message and consume its nonce. Returns the parsed message."""
+    import siwe
+
     if not isinstance(message_text, str) or not isinstance(signature, str) or not message_text or not signature:
         raise WalletAuthError("Send the signed message and its signature.")
     if len(message_text) > MAX_MESSAGE_CHARS:
