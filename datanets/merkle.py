@@ -123,3 +123,27 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+def roots_at(leaves: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]:
+    """Roots of the first k leaves for every k in `sizes`, in one pass.
+
+    Keeps the compact range of perfect subtrees (heights strictly decreasing, as
+    RFC 9162's split produces); the root of a prefix folds them right to left.
+    """
+    wanted, out = set(sizes), {}
+    if 0 in wanted:
+        out[0] = EMPTY_ROOT
+    stack: list[tuple[int, bytes]] = []  # (height, hash)
+    for count, leaf in enumerate(leaves, start=1):
+        height, h = 0, leaf
+        while stack and stack[-1][0] == height:
+            h = node_hash(stack.pop()[1], h)
+            height += 1
+        stack.append((height, h))
+        if count in wanted:
+            r = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                r = node_hash(left, r)
+            out[count] = r
+    return out

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.google",
     "allauth.socialaccount.providers.openid_connect",
     "modelfactory.accounts",
+    "datanets",
 ]
 
 MIDDLEWARE = [
@@ -262,6 +263,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 # Largest upload accepted by any upload endpoint (checked before parsing).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
+
+# Datanet uploads: files above DATANET_ASYNC_UPLOAD_BYTES are parsed by a Celery task.
+DATANET_ASYNC_UPLOAD_BYTES = env_int("DATANET_ASYNC_UPLOAD_BYTES", 2 * 1024 * 1024, minimum=1024)
+DATANET_MAX_ROWS = env_int("DATANET_MAX_ROWS", 1_000_000, minimum=1)
+DATANET_MAX_ROW_CHARS = env_int("DATANET_MAX_ROW_CHARS", 50_000, minimum=100)
+# Reputation in [0, 1]: below HOLD an upload needs two accepting validators, below REFUSE it is refused.
+DATANET_REPUTATION_HOLD = 0.3
+DATANET_REPUTATION_REFUSE = 0.1
 
 # --- Security --------------------------------------------------------------------------
 SECURE_SSL = env_bool("SECURE_SSL", not DEBUG)

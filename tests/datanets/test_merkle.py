@@ -93,3 +93,9 @@ def test_out_of_range_requests_are_refused():
         merkle.consistency_proof(0, LEAVES[:3])
     assert not merkle.verify_inclusion(LEAVES[0], 5, 3, [], merkle.root(LEAVES[:3]))
     assert not merkle.verify_consistency(4, 3, b"", b"", [])
+
+
+def test_roots_at_every_prefix_equal_the_definition():
+    sizes = list(range(0, 34))
+    roots = merkle.roots_at(LEAVES, sizes)
+    assert all(roots[k] == reference_root(LEAVES[:k]) for k in sizes)

@@ -1,0 +1,375 @@
+"""Datanet workflows, called alike by pages, the API, admin actions and tasks.
+
+Every refusal raises DatanetError with a message for people and an HTTP status.
+Multi-row changes run in one transaction: an upload stores every row or none.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from datanets import merkle
+from datanets.access import Action, can
+from datanets.models import (
+    ROLE_RANK,
+    AccessRequest,
+    Contribution,
+    ContributorStanding,
+    Datanet,
+    DatanetVersion,
+    LogEntry,
+    Membership,
+    Role,
+    UploadBatch,
+    Validation,
+)
+from datanets.parsing import Limits, UploadError, content_hash, parse_upload
+from modelfactory.jobs import JobStatus
+
+
+class DatanetError(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def require(user, action: Action, datanet: Datanet) -> None:
+    if not can(user, action, datanet):
+        raise DatanetError(f"You may not {action} in “{datanet.name}”.", 403)
+
+
+# --- Datanets and members -----------------------------------------------------------------
+
+
+def create_datanet(owner, *, name: str, slug: str = "", **fields) -> Datanet:
+    slug = slugify(slug or name)[:80]
+    if not slug:
+        raise DatanetError("Give the Datanet a name made of letters or digits.")
+    if Datanet.objects.filter(slug=slug).exists():
+        raise DatanetError(f"The address “{slug}” is taken; choose another name or slug.", 409)
+    try:
+        with transaction.atomic():
+            return Datanet.objects.create(owner=owner, name=name, slug=slug, **fields)
+    except IntegrityError:
+        raise DatanetError(f"The address “{slug}” is taken; choose another name or slug.", 409) from None
+
+
+def set_member(by, datanet: Datanet, user, role: str) -> Membership:
+    require(by, Action.MANAGE, datanet)
+    if role not in Role.values:
+        raise DatanetError(f"Unknown role {role!r}.")
+    if user.pk == datanet.owner_id:
+        raise DatanetError("The owner's role cannot be changed.")
+    membership, _ = Membership.objects.update_or_create(
+        datanet=datanet, user=user, defaults={"role": role, "added_by": by}
+    )
+    return membership
+
+
+def remove_member(by, datanet: Datanet, user) -> None:
+    require(by, Action.MANAGE, datanet)
+    if user.pk == datanet.owner_id:
+        raise DatanetError("The owner cannot be removed.")
+    Membership.objects.filter(datanet=datanet, user=user).delete()
+
+
+def request_access(user, datanet: Datanet, role: str = Role.CONTRIBUTOR, message: str = "") -> AccessRequest:
+    require(user, Action.REQUEST, datanet)
+    if role not in (Role.VIEWER, Role.CONTRIBUTOR, Role.VALIDATOR):
+        raise DatanetError("You can ask to be a viewer, contributor or validator.")
+    if len(message) > 2000:
+        raise DatanetError("Keep the message under 2,000 characters.")
+    try:
+        with transaction.atomic():
+            return AccessRequest.objects.create(datanet=datanet, user=user, role=role, message=message.strip())
+    except IntegrityError:
+        raise DatanetError("You already have a pending request for this Datanet.", 409) from None
+
+
+def decide_request(by, access_request: AccessRequest, approve: bool) -> AccessRequest:
+    require(by, Action.MANAGE, access_request.datanet)
+    status = AccessRequest.Status.APPROVED if approve else AccessRequest.Status.DENIED
+    with transaction.atomic():
+        changed = AccessRequest.objects.filter(pk=access_request.pk, status=AccessRequest.Status.PENDING).update(
+            status=status, decided_by=by, decided_at=timezone.now()
+        )
+        if changed != 1:
+            raise DatanetError("This request was already decided.", 409)
+        if approve:
+            current = Membership.objects.filter(datanet=access_request.datanet, user=access_request.user).first()
+            if current is None or ROLE_RANK[current.role] < ROLE_RANK[access_request.role]:
+                Membership.objects.update_or_create(
+                    datanet=access_request.datanet,
+                    user=access_request.user,
+                    defaults={"role": access_request.role, "added_by": by},
+                )
+    access_request.refresh_from_db()
+    return access_request
+
+
+# --- Uploads ----------------------------------------------------------------------------
+
+
+def upload_limits() -> Limits:
+    return Limits(
+        max_bytes=settings.MAX_UPLOAD_BYTES,
+        max_rows=settings.DATANET_MAX_ROWS,
+        max_row_chars=settings.DATANET_MAX_ROW_CHARS,
+    )
+
+
+def standing(datanet: Datanet, user) -> ContributorStanding:
+    return ContributorStanding.objects.filter(datanet=datanet, user=user).first() or ContributorStanding(
+        datanet=datanet, user=user
+    )
+
+
+def votes_needed(datanet: Datanet, user) -> int:
+    """1 normally, 2 for a contributor of low standing; refused below the floor."""
+    score = standing(datanet, user).reputation
+    if score < settings.DATANET_REPUTATION_REFUSE:
+        raise DatanetError(
+            f"Your reputation in this Datanet ({score:.2f}) is below {settings.DATANET_REPUTATION_REFUSE}; "
+            "new uploads are refused. Ask the owner to review your earlier contributions.",
+            403,
+        )
+    return 2 if score < settings.DATANET_REPUTATION_HOLD else 1
+
+
+def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: dict) -> UploadBatch:
+    """Check rights, record the batch, then parse now (small files) or in a Celery task."""
+    require(user, Action.CONTRIBUTE, datanet)
+    votes_needed(datanet, user)  # refuse early, before storing anything
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        raise DatanetError(f"The file is {len(data):,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.", 413)
+    batch = UploadBatch.objects.create(
+        datanet=datanet,
+        uploader=user,
+        filename=Path(filename or "upload").name[:255],
+        file_format=(options.get("file_format") or "auto")[:16],
+        size_bytes=len(data),
+        options=options,
+    )
+    if len(data) <= settings.DATANET_ASYNC_UPLOAD_BYTES:
+        batch.claim()
+        return ingest(batch, data)
+    folder = Path(settings.MEDIA_ROOT) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.upload"
+    path.write_bytes(data)
+    UploadBatch.objects.filter(pk=batch.pk).update(stored_file=str(path))
+    from datanets.tasks import ingest_upload
+
+    transaction.on_commit(lambda: ingest_upload.apply_async((batch.pk,), queue="default"))
+    batch.refresh_from_db()
+    return batch
+
+
+def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
+    """Parse a claimed batch and store all its new rows, or none and the errors."""
+    datanet, options = batch.datanet, batch.options
+
+    def progress(done: int) -> None:
+        UploadBatch.objects.filter(pk=batch.pk).update(rows_done=done)
+
+    try:
+        result = parse_upload(
+            data,
+            batch.filename,
+            datanet.schema,
+            file_format=options.get("file_format"),
+            txt_paragraphs=options.get("txt_mode") == "paragraph",
+            mapping=options.get("mapping") or {},
+            limits=upload_limits(),
+            progress=progress,
+        )
+    except UploadError as exc:
+        batch.finish(JobStatus.FAILED, str(exc))
+        return batch
+    rows = len(result.records) + result.error_count
+    if result.error_count:
+        UploadBatch.objects.filter(pk=batch.pk).update(
+            rows_total=rows, rows_done=rows, errors=[e.as_dict() for e in result.errors], error_count=result.error_count
+        )
+        noun = "row has" if result.error_count == 1 else "rows have"
+        batch.finish(
+            JobStatus.FAILED, f"{result.error_count} {noun} errors; nothing was stored. Fix them and upload again."
+        )
+        return batch
+    try:
+        added, duplicates = _store_rows(batch, result.records)
+    except IntegrityError:
+        batch.finish(JobStatus.FAILED, "Another upload added some of these records at the same moment; upload again.")
+        return batch
+    UploadBatch.objects.filter(pk=batch.pk).update(
+        rows_total=rows, rows_done=rows, rows_added=added, rows_duplicate=len(duplicates),
+        errors=[{"row": r, "field": "", "message": "Duplicate of an existing record; skipped."} for r in duplicates[:200]],
+    )  # fmt: skip
+    batch.finish(JobStatus.SUCCEEDED, f"{added} records added for review, {len(duplicates)} duplicates skipped.")
+    return batch
+
+
+def _store_rows(batch: UploadBatch, records: list[tuple[int, dict, str]]) -> tuple[int, list[int]]:
+    datanet, user = batch.datanet, batch.uploader
+    with transaction.atomic():
+        needs = votes_needed(datanet, user)
+        hashes = [h for _, _, h in records]
+        existing: set[str] = set()
+        for i in range(0, len(hashes), 2000):
+            chunk = hashes[i : i + 2000]
+            existing.update(
+                Contribution.objects.filter(datanet=datanet, content_hash__in=chunk).values_list(
+                    "content_hash", flat=True
+                )
+            )
+        fresh, duplicates = [], []
+        for row, content, digest in records:
+            if digest in existing:
+                duplicates.append(row)
+                continue
+            existing.add(digest)
+            fresh.append(
+                Contribution(
+                    datanet=datanet, contributor=user, content=content, content_hash=digest, batch=batch,
+                    source_file=batch.filename, source_row=row, needs_votes=needs,
+                )
+            )  # fmt: skip
+        Contribution.objects.bulk_create(fresh, batch_size=2000)
+    return len(fresh), duplicates
+
+
+# --- Validation, reputation and the log ---------------------------------------------------
+
+
+def vote(validator, contribution: Contribution, decision: str, reason: str = "", malicious: bool = False):
+    """One validator's vote; enough accepts accept, one reject rejects. Returns the contribution."""
+    return decide_many(validator, contribution.datanet, [contribution.pk], decision, reason, malicious)[0]
+
+
+def decide_many(validator, datanet: Datanet, ids: list[int], decision: str, reason: str = "", malicious=False):
+    require(validator, Action.VALIDATE, datanet)
+    if decision not in Validation.Vote.values:
+        raise DatanetError("A vote is accept or reject.")
+    if decision == Validation.Vote.REJECT and not reason.strip():
+        raise DatanetError("Give a reason when rejecting, so the contributor can learn from it.")
+    with transaction.atomic():
+        rows = list(Contribution.objects.select_for_update().filter(datanet=datanet, pk__in=ids).order_by("pk"))
+        if len(rows) != len(set(ids)):
+            raise DatanetError("Some of these contributions do not exist in this Datanet.", 404)
+        accepted = []
+        for row in rows:
+            if row.status != Contribution.Status.PENDING:
+                raise DatanetError(f"Contribution #{row.pk} was already {row.status}.", 409)
+            if row.contributor_id == validator.pk:
+                raise DatanetError("You cannot validate your own contributions.", 403)
+            _, created = Validation.objects.get_or_create(
+                contribution=row, validator=validator,
+                defaults={"vote": decision, "reason": reason[:500], "malicious": malicious and decision == "reject"},
+            )  # fmt: skip
+            if not created:
+                raise DatanetError(f"You already voted on contribution #{row.pk}.", 409)
+            if decision == Validation.Vote.REJECT:
+                _settle(row, Contribution.Status.REJECTED, malicious)
+            elif row.validations.filter(vote=Validation.Vote.ACCEPT).count() >= row.needs_votes:
+                _settle(row, Contribution.Status.ACCEPTED, False)
+                accepted.append(row)
+        if accepted:
+            append_to_log(datanet, accepted, validator)
+    return rows
+
+
+def _settle(row: Contribution, status: str, malicious: bool) -> None:
+    row.status, row.decided_at = status, timezone.now()
+    row.save(update_fields=["status", "decided_at"])
+    ContributorStanding.objects.get_or_create(datanet_id=row.datanet_id, user_id=row.contributor_id)
+    counts = (
+        {"accepted": F("accepted") + 1} if status == Contribution.Status.ACCEPTED else {"rejected": F("rejected") + 1}
+    )
+    if malicious:
+        counts["malicious"] = F("malicious") + 1
+    ContributorStanding.objects.filter(datanet_id=row.datanet_id, user_id=row.contributor_id).update(**counts)
+
+
+def leaf_data(content: dict) -> bytes:
+    """The bytes a log leaf commits to: the record's canonical JSON."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def append_to_log(datanet: Datanet, contributions: list[Contribution], by) -> DatanetVersion:
+    """Append accepted records to the Merkle log and cut a new version (one per decision)."""
+    with transaction.atomic():
+        Datanet.objects.select_for_update().filter(pk=datanet.pk).first()  # one appender at a time
+        start = LogEntry.objects.filter(datanet=datanet).count()
+        entries = []
+        for offset, row in enumerate(contributions):
+            entries.append(
+                LogEntry(datanet=datanet, index=start + offset, contribution=row,
+                         leaf_hash=merkle.leaf_hash(leaf_data(row.content)).hex())
+            )  # fmt: skip
+            Contribution.objects.filter(pk=row.pk).update(log_index=start + offset)
+        LogEntry.objects.bulk_create(entries)
+        leaves = leaf_hashes(datanet)
+        last = DatanetVersion.objects.filter(datanet=datanet).order_by("-number").first()
+        return DatanetVersion.objects.create(
+            datanet=datanet, number=(last.number + 1 if last else 1), size=len(leaves),
+            root=merkle.root(leaves).hex(), created_by=by,
+        )  # fmt: skip
+
+
+def leaf_hashes(datanet: Datanet, size: int | None = None) -> list[bytes]:
+    qs = LogEntry.objects.filter(datanet=datanet).order_by("index").values_list("leaf_hash", flat=True)
+    if size is not None:
+        qs = qs[:size]
+    return [bytes.fromhex(h) for h in qs]
+
+
+def inclusion(datanet: Datanet, contribution: Contribution, version: DatanetVersion) -> dict:
+    if contribution.log_index is None or contribution.log_index >= version.size:
+        raise DatanetError(f"Record #{contribution.pk} is not in version {version.number}.", 404)
+    leaves = leaf_hashes(datanet, version.size)
+    return {
+        "version": version.number, "tree_size": version.size, "root": version.root,
+        "leaf_index": contribution.log_index, "leaf_hash": leaves[contribution.log_index].hex(),
+        "proof": [p.hex() for p in merkle.inclusion_proof(contribution.log_index, leaves)],
+    }  # fmt: skip
+
+
+def consistency(datanet: Datanet, old: DatanetVersion, new: DatanetVersion) -> dict:
+    if old.size > new.size:
+        raise DatanetError("The first version must be the older one.")
+    leaves = leaf_hashes(datanet, new.size)
+    proof = merkle.consistency_proof(old.size, leaves) if old.size else []
+    return {
+        "old": {"version": old.number, "tree_size": old.size, "root": old.root},
+        "new": {"version": new.number, "tree_size": new.size, "root": new.root},
+        "proof": [p.hex() for p in proof],
+    }
+
+
+def verify(datanet: Datanet) -> list[str]:
+    """Recompute every leaf from the stored records and every version root; list what disagrees."""
+    problems = []
+    entries = LogEntry.objects.filter(datanet=datanet).select_related("contribution").order_by("index")
+    leaves = []
+    for entry in entries:
+        recomputed = merkle.leaf_hash(leaf_data(entry.contribution.content))
+        if (
+            recomputed.hex() != entry.leaf_hash
+            or content_hash(entry.contribution.content) != entry.contribution.content_hash
+        ):
+            problems.append(f"Record #{entry.contribution_id} (leaf {entry.index}) was changed after it was accepted.")
+        leaves.append(recomputed)
+    versions = list(DatanetVersion.objects.filter(datanet=datanet).order_by("number"))
+    roots = merkle.roots_at(leaves, [v.size for v in versions])
+    for version in versions:
+        if version.size not in roots or roots[version.size].hex() != version.root:
+            problems.append(f"Version {version.number} no longer matches its root {version.root[:16]}….")
+    return problems
