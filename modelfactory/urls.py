@@ -14,6 +14,7 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("modelfactory.accounts.urls")),
+    path("datanets/", include("datanets.urls")),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
