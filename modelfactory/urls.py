@@ -1,12 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
+from datanets.api import DatanetViewSet
 from modelfactory import views
 from modelfactory.accounts.api import MeView
 
+router = DefaultRouter(trailing_slash=True)
+router.register("datanets", DatanetViewSet, basename="datanet")
+
 api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),
+    *router.urls,
 ]
 
 urlpatterns = [

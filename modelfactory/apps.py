@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class ModelFactoryAdminConfig(AdminConfig):
+    default_site = "modelfactory.admin_site.ModelFactoryAdminSite"
