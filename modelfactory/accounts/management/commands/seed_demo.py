@@ -22,6 +22,12 @@ class Command(BaseCommand):
             EmailAddress.objects.get_or_create(
                 user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
             )
+        from datanets.seed import seed_datanets
+
+        for datanet in seed_datanets(user):
+            self.stdout.write(
+                f"Datanet: {datanet.name} ({datanet.visibility}) at {settings.SITE_URL}/datanets/{datanet.slug}/"
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}  (sign in at {settings.SITE_URL}/accounts/login/)"
