@@ -29,6 +29,7 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.runtime
 	$(PY) bench/startup.py
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts
