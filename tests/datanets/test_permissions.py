@@ -29,6 +29,8 @@ EXPECTED = {
     "validate": {v: {"validator", "owner"} for v in ("public", "permissioned", "private")},
     "manage": {v: {"owner"} for v in ("public", "permissioned", "private")},
     "train": {"public": SIGNED_IN, "permissioned": MEMBERS, "private": MEMBERS},
+    "request": {"public": {"stranger", "viewer", "contributor"}, "permissioned": {"stranger", "viewer", "contributor"},
+                "private": set()},
 }  # fmt: skip
 SECRET = "Question 3?"  # text of an accepted record
 
@@ -68,6 +70,8 @@ def probe(action: str, datanet, client: Client) -> list[tuple[str, int, bytes]]:
             ("api", client.get(f"{api}/records/")),
             ("export", client.get(f"/datanets/{s}/export.jsonl")),
             ("versions", client.get(f"/datanets/{s}/versions/")),
+            ("reputation", client.get(f"/datanets/{s}/reputation/")),
+            ("csv", client.get(f"/datanets/{s}/export.csv")),
             ("proof", client.get(f"{api}/verify/")),
         ]
     elif action == "contribute":
@@ -86,6 +90,8 @@ def probe(action: str, datanet, client: Client) -> list[tuple[str, int, bytes]]:
             ("api", client.post(f"{api}/members/", json.dumps({"username": "stranger", "role": "viewer"}),
                                 content_type="application/json")),
         ]  # fmt: skip
+    elif action == "request":
+        calls = [("api", client.post(f"{api}/access-requests/", {"role": "validator", "message": "hi"}))]
     else:
         raise ValueError(action)
     out = []
@@ -97,7 +103,7 @@ def probe(action: str, datanet, client: Client) -> list[tuple[str, int, bytes]]:
 
 @pytest.mark.parametrize("visibility", ["public", "permissioned", "private"])
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("action", ["see", "read", "contribute", "validate", "manage", "train"])
+@pytest.mark.parametrize("action", ["see", "read", "contribute", "validate", "manage", "train", "request"])
 def test_the_matrix(world, visibility, role, action):
     datanet, people = world(visibility)
     user = people[role]
@@ -112,6 +118,8 @@ def test_the_matrix(world, visibility, role, action):
             assert code in (200, 201), (surface, code, body[:300])
             if action == "read" and surface in ("api", "export"):
                 assert SECRET.encode() in body
+        elif action == "request" and visible and user is not None:
+            assert code in (403, 409), (surface, code)  # members who already hold the role, or the owner
         else:
             check_denied(code, visible, user is None)
             assert SECRET.encode() not in body, surface
@@ -175,3 +183,32 @@ def test_only_the_owner_sees_all_access_requests(make_datanet, make_user):
     assert {r["user"] for r in client_for(datanet.owner).get(url).json()} == {"asker", "other"}
     assert {r["user"] for r in client_for(asker).get(url).json()} == {"asker"}
     assert client_for(None).get(url).json() == []
+
+
+def test_an_upload_report_is_only_for_its_uploader_and_the_owner(make_datanet, make_user):
+    from datanets import services
+
+    datanet = make_datanet()
+    author = make_user("author")
+    batch = services.start_upload(author, datanet, "mine.jsonl", jsonl(alpaca(1)), {})
+    for user, ok in ((author, True), (datanet.owner, True), (make_user("nosy"), False)):
+        page = client_for(user).get(f"/datanets/{datanet.slug}/uploads/{batch.pk}/")
+        api = client_for(user).get(f"/api/v1/datanets/{datanet.slug}/uploads/{batch.pk}/")
+        assert (page.status_code == 200, api.status_code == 200) == (ok, ok)
+        assert ("mine.jsonl" in page.content.decode()) == ok
+
+
+def test_an_owner_signs_in_through_the_admin_login_form(make_datanet, make_user):
+    from tests.conftest import PASSWORD
+
+    mine = make_datanet(owner=make_user("me"), slug="mine")
+    make_datanet(owner=make_user("them"), slug="theirs")
+    client = Client()
+    response = client.post("/admin/login/?next=/admin/", {"username": "me", "password": PASSWORD}, follow=True)
+    assert response.status_code == 200 and "Datanets" in response.content.decode()
+    listing = client.get("/admin/datanets/datanet/").content.decode()
+    assert mine.name in listing and "Theirs" not in listing
+    stranger = Client()
+    make_user("nobody")
+    refused = stranger.post("/admin/login/?next=/admin/", {"username": "nobody", "password": PASSWORD})
+    assert refused.status_code == 200 and "staff account" in refused.content.decode()
