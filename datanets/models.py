@@ -174,6 +174,9 @@ class Validation(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["contribution", "validator"], name="one_vote_per_validator")]
 
+    def __str__(self) -> str:
+        return f"{self.validator} {self.vote}s #{self.contribution_id}"
+
 
 class ContributorStanding(models.Model):
     """Counts behind a contributor's reputation in one Datanet (see reputation())."""
@@ -186,6 +189,9 @@ class ContributorStanding(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["datanet", "user"], name="one_standing_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.datanet}: {self.reputation:.2f}"
 
     @property
     def reputation(self) -> float:
@@ -213,6 +219,9 @@ class LogEntry(models.Model):
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["datanet", "index"], name="unique_leaf_index")]
+
+    def __str__(self) -> str:
+        return f"{self.datanet} leaf {self.index}"
 
 
 class DatanetVersion(models.Model):

@@ -340,7 +340,6 @@ def seed_datanets(owner) -> list[Datanet]:
         schema="instruction",
     )
     Membership.objects.create(datanet=clinic, user=validator, role=Role.VALIDATOR)
-    import json
 
     records = demo_records()
     for datanet, rows in ((glossary, records), (clinic, records[:25])):

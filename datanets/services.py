@@ -209,10 +209,12 @@ def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
     except IntegrityError:
         batch.finish(JobStatus.FAILED, "Another upload added some of these records at the same moment; upload again.")
         return batch
+    skipped = [
+        {"row": r, "field": "", "message": "Duplicate of an existing record; skipped."} for r in duplicates[:200]
+    ]
     UploadBatch.objects.filter(pk=batch.pk).update(
-        rows_total=rows, rows_done=rows, rows_added=added, rows_duplicate=len(duplicates),
-        errors=[{"row": r, "field": "", "message": "Duplicate of an existing record; skipped."} for r in duplicates[:200]],
-    )  # fmt: skip
+        rows_total=rows, rows_done=rows, rows_added=added, rows_duplicate=len(duplicates), errors=skipped
+    )
     batch.finish(JobStatus.SUCCEEDED, f"{added} records added for review, {len(duplicates)} duplicates skipped.")
     return batch
 
