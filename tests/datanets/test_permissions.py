@@ -212,3 +212,25 @@ def test_an_owner_signs_in_through_the_admin_login_form(make_datanet, make_user)
     make_user("nobody")
     refused = stranger.post("/admin/login/?next=/admin/", {"username": "nobody", "password": PASSWORD})
     assert refused.status_code == 200 and "staff account" in refused.content.decode()
+
+
+def test_admin_actions_approve_requests_and_accept_contributions(make_datanet, make_user):
+    from datanets import services
+    from datanets.models import AccessRequest, Contribution
+
+    datanet = make_datanet(visibility="permissioned")
+    asker, contributor = make_user("asker"), make_user("contrib")
+    services.set_member(datanet.owner, datanet, contributor, "contributor")
+    req = services.request_access(asker, datanet, "viewer")
+    services.start_upload(contributor, datanet, "c.jsonl", jsonl(alpaca(2)), {})
+    client = client_for(datanet.owner)
+    client.post("/admin/datanets/accessrequest/", {"action": "approve_requests", "_selected_action": [req.pk]})
+    assert AccessRequest.objects.get(pk=req.pk).status == "approved"
+    ids = list(Contribution.objects.values_list("pk", flat=True))
+    client.post("/admin/datanets/contribution/", {"action": "accept_contributions", "_selected_action": ids})
+    assert set(Contribution.objects.values_list("status", flat=True)) == {"accepted"}
+    assert datanet.versions.get().size == 2
+    other = make_datanet(owner=make_user("them"), slug="theirs")
+    foreign = services.start_upload(other.owner, other, "f.jsonl", jsonl(alpaca(1, start=70)), {}).rows.get()
+    client.post("/admin/datanets/contribution/", {"action": "reject_contributions", "_selected_action": [foreign.pk]})
+    assert Contribution.objects.get(pk=foreign.pk).status == "pending"  # not theirs: out of the queryset
