@@ -1,0 +1,164 @@
+"""The training engine on a tiny random Llama: masking, padding-free batches,
+outputs, cancel, resume from the last complete checkpoint, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.engine import ConfigError, EngineError, FinetuneConfig, run_finetune
+from training.engine import data as data_mod
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def cfg(base: str, **kw) -> FinetuneConfig:
+    defaults = dict(base_model=base, max_steps=6, batch_size=4, logging_steps=1, save_steps=0, eval_fraction=0.1,
+                    learning_rate=1e-3, max_seq_len=128)  # fmt: skip
+    return FinetuneConfig(**{**defaults, **kw})
+
+
+def test_the_engine_never_imports_django():
+    code = (
+        "import sys; import training.engine, training.engine.train, training.engine.tiny, training.engine.data;"
+        "assert 'django' not in sys.modules, 'django imported'; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("rank", 0), ("learning_rate", 0.0), ("method", "full"), ("max_seq_len", 4), ("eval_fraction", 0.9),
+     ("scheduler", "zigzag"), ("base_model", ""), ("target_modules", [])],
+)  # fmt: skip
+def test_bad_settings_name_their_field(field, value):
+    with pytest.raises(ConfigError) as info:
+        FinetuneConfig(**{"base_model": "x", field: value})
+    assert info.value.field == field
+
+
+def test_the_loss_is_only_on_answer_tokens(tiny_base):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    record = {"instruction": "What is LoRA?", "input": "", "output": "A small adapter."}
+    example = data_mod.encode(tok, "instruction", record, 256)
+    trained = [i for i, label in zip(example.input_ids, example.labels, strict=True) if label != -100]
+    assert tok.decode(trained) == "A small adapter.<|end|>\n"
+    assert "What is LoRA?" in tok.decode(example.input_ids)
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"},
+                         {"role": "assistant", "content": "Goodbye."}]}  # fmt: skip
+    example = data_mod.encode(tok, "chat", chat, 256)
+    trained = tok.decode([i for i, label in zip(example.input_ids, example.labels, strict=True) if label != -100])
+    assert trained == "Hello.<|end|>\nGoodbye.<|end|>\n"
+
+
+def test_padding_free_batches_keep_examples_apart(tiny_base, records):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, attn_implementation="sdpa").eval()
+    examples = [data_mod.encode(tok, "instruction", r, 128) for r in records[:3]]
+    items = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    packed = data_mod.PaddingFreeCollator()(items)
+    with torch.no_grad():
+        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
+        offset = 0
+        for e in examples:
+            alone = model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0]
+            assert torch.allclose(together[offset : offset + len(e.input_ids)], alone, atol=1e-4)
+            offset += len(e.input_ids)
+
+
+def test_a_run_writes_the_adapter_config_metrics_and_model_card(tiny_base, records, tmp_path):
+    points = []
+    card = {"name": "Glossary tutor", "datanets": [{"name": "Fine-tuning glossary", "version": 1, "size": 290,
+                                                     "root": "ab" * 32}]}  # fmt: skip
+    result = run_finetune(cfg(tiny_base), records[:80], tmp_path, on_progress=points.append, card=card)
+    assert result.status == "succeeded" and result.steps == 6
+    files = {p.name for p in result.adapter_dir.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "run_config.json", "metrics.json", "README.md"} <= files
+    assert json.loads((result.adapter_dir / "run_config.json").read_text())["base_model"] == tiny_base
+    assert "eval_loss" in json.loads((result.adapter_dir / "metrics.json").read_text())
+    readme = (result.adapter_dir / "README.md").read_text()
+    assert "Fine-tuning glossary | v1 | 290 | `" + "ab" * 32 in readme and tiny_base in readme
+    train_points = [p for p in points if p["train_loss"] is not None]
+    assert [p["step"] for p in train_points] == [1, 2, 3, 4, 5, 6]
+    assert all(p["tokens_per_second"] > 0 and p["learning_rate"] is not None for p in train_points)
+    assert train_points[-1]["progress"] == 1.0
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), str(result.adapter_dir))
+
+
+def test_cancel_stops_after_the_current_step(tiny_base, records, tmp_path):
+    steps = []
+    result = run_finetune(
+        cfg(tiny_base, max_steps=50), records[:80], tmp_path,
+        on_progress=lambda p: steps.append(p["step"]), should_cancel=lambda: len(steps) >= 3,
+    )  # fmt: skip
+    # Asked during step 4 (after 3 points): that step finishes, no further one starts.
+    assert result.status == "cancelled" and result.steps == 4 and result.adapter_dir is None
+
+
+def test_a_resumed_run_starts_from_the_last_complete_checkpoint(tiny_base, records, tmp_path):
+    seen = []
+    first = run_finetune(
+        cfg(tiny_base, max_steps=10, save_steps=4, eval_fraction=0), records[:80], tmp_path,
+        on_progress=lambda p: seen.append(p["step"]), should_cancel=lambda: len(seen) >= 6,
+    )  # fmt: skip
+    assert first.status == "cancelled"
+    half_written = tmp_path / "checkpoints" / "checkpoint-6"
+    half_written.mkdir()  # as if the worker died while saving: no completion marker
+    lines, resumed = [], []
+    second = run_finetune(
+        cfg(tiny_base, max_steps=10, save_steps=4, eval_fraction=0), records[:80], tmp_path,
+        on_progress=lambda p: resumed.append(p["step"]), on_log_line=lines.append,
+    )  # fmt: skip
+    assert "resuming from checkpoint-4" in lines
+    assert resumed == [5, 6, 7, 8, 9, 10] and second.status == "succeeded"
+    assert not half_written.exists()
+
+
+def test_out_of_memory_ends_with_advice(tiny_base, records, tmp_path, monkeypatch):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    def boom(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", boom)
+    with pytest.raises(EngineError, match="smaller batch size.*shorter sequences.*QLoRA"):
+        run_finetune(cfg(tiny_base), records[:20], tmp_path)
+
+
+def test_empty_data_after_filtering_is_a_clear_error(tiny_base, tmp_path):
+    with pytest.raises(EngineError, match="empty after filtering"):
+        run_finetune(cfg(tiny_base), [], tmp_path)
+
+
+def test_qlora_needs_a_cuda_worker(tiny_base, records, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this worker has CUDA")
+    with pytest.raises(EngineError, match="QLoRA needs a CUDA GPU"):
+        run_finetune(cfg(tiny_base, method="qlora"), records[:10], tmp_path)
+
+
+def test_a_folder_without_weights_is_a_clear_error(tiny_base, tmp_path):
+    import shutil
+
+    broken = tmp_path / "noweights"
+    shutil.copytree(tiny_base, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(EngineError, match="Could not load the weights"):
+        run_finetune(cfg(str(broken)), [{"instruction": "a", "input": "", "output": "b"}], tmp_path / "out")
