@@ -3,7 +3,9 @@
 from django.urls import path
 
 from modelfactory.notifications import NotificationConsumer
+from training.consumers import TrainingJobConsumer
 
 websocket_urlpatterns = [
     path("ws/notifications/", NotificationConsumer.as_asgi()),
+    path("ws/training/jobs/<int:job_id>/", TrainingJobConsumer.as_asgi()),
 ]

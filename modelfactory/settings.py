@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.openid_connect",
     "modelfactory.accounts",
     "datanets",
+    "training",
 ]
 
 MIDDLEWARE = [
@@ -238,6 +239,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "modelfactory.jobs.JobStatus.choices",
+        "ContributionStatusEnum": [("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
+        "AccessRequestStatusEnum": [("pending", "Pending"), ("approved", "Approved"), ("denied", "Denied")],
+    },
 }
 
 # --- Files and limits ------------------------------------------------------------------
@@ -271,6 +277,11 @@ DATANET_MAX_ROW_CHARS = env_int("DATANET_MAX_ROW_CHARS", 50_000, minimum=100)
 # Reputation in [0, 1]: below HOLD an upload needs two accepting validators, below REFUSE it is refused.
 DATANET_REPUTATION_HOLD = 0.3
 DATANET_REPUTATION_REFUSE = 0.1
+
+# Training: whether the gpu-queue workers have CUDA (QLoRA and bf16 need it), and how long a
+# running job may go without a heartbeat before another worker may take it over.
+TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
+TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
 
 # --- Security --------------------------------------------------------------------------
 SECURE_SSL = env_bool("SECURE_SSL", not DEBUG)

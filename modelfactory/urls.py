@@ -6,9 +6,13 @@ from rest_framework.routers import DefaultRouter
 from datanets.api import DatanetViewSet
 from modelfactory import views
 from modelfactory.accounts.api import MeView
+from training import views as training_views
+from training.api import BaseModelViewSet, TrainingJobViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("datanets", DatanetViewSet, basename="datanet")
+router.register("training/jobs", TrainingJobViewSet, basename="training-job")
+router.register("training/base-models", BaseModelViewSet, basename="base-model")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),
@@ -21,6 +25,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("modelfactory.accounts.urls")),
     path("datanets/", include("datanets.urls")),
+    path("training/", include("training.urls")),
+    path("models/", training_views.models_list, name="models"),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -16,3 +16,28 @@ def tiny_base(tmp_path_factory, records) -> str:
     from training.engine.tiny import build_tiny_model, record_texts
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", record_texts("instruction", records)))
+
+
+from tests.datanets.conftest import accepted, make_datanet, roles  # noqa: E402,F401  (shared fixtures)
+
+
+@pytest.fixture
+def base_model(tiny_base, db):
+    from training.models import BaseModel
+
+    return BaseModel.objects.create(
+        name="Tiny test Llama", source=tiny_base, architecture="llama", parameter_count=150_000,
+        context_length=1024, methods=["lora", "dora", "qlora"], builtin=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def glossary(make_datanet, accepted, records):
+    datanet = make_datanet(slug="glossary")
+    accepted(datanet, records[:120])
+    return datanet
+
+
+def quick(**config) -> dict:
+    """Form data for a short job on the tiny model."""
+    return {"max_steps": 8, "batch_size": 4, "max_seq_len": 128, "save_steps": 0, "logging_steps": 1, **config}

@@ -1,0 +1,134 @@
+"""Starting jobs from the form and the API: validation, pinning, idempotency, access."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from training.models import TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+def form_data(base_model, datanets, key="k1", **extra):
+    data = {"name": "Glossary tutor", "base_model": base_model.pk, "datanets": [d.pk for d in datanets],
+            "preset": "quick", "request_key": key, "max_steps": 8, "batch_size": 4, "max_seq_len": 128}  # fmt: skip
+    data.update(extra)
+    return data
+
+
+def test_the_form_lists_only_datanets_the_user_may_train_on(
+    client, user, base_model, glossary, make_datanet, make_user
+):
+    secret = make_datanet(owner=make_user("other"), slug="secret-notes", visibility="private")
+    client.force_login(user)
+    page = client.get("/training/new/").content.decode()
+    assert "Glossary" in page and secret.name not in page and "Tiny test Llama" in page
+    assert "Advanced settings" in page and "Gradient accumulation" in page
+
+
+def test_starting_pins_the_datanet_version_and_a_double_submission_starts_one_job(
+    client, user, base_model, glossary, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr("training.services._enqueue", queued.append)
+    client.force_login(user)
+    first = client.post("/training/new/", form_data(base_model, [glossary]))
+    second = client.post("/training/new/", form_data(base_model, [glossary]))
+    job = TrainingJob.objects.get()
+    assert first["Location"] == second["Location"] == f"/training/jobs/{job.pk}/"
+    pin = job.datasets.get()
+    assert (pin.version.number, pin.size, pin.root) == (1, 120, glossary.current_version.root)
+    assert job.config["max_steps"] == 8 and job.config["base_model"] == base_model.source
+    assert job.config["schema"] == "instruction" and job.status == "queued"
+
+
+@pytest.mark.parametrize(
+    "extra, field, text",
+    [
+        ({"rank": 0}, "rank", "greater than or equal to 1"),
+        ({"method": "qlora"}, "method", "QLoRA needs a CUDA GPU worker"),
+        ({"max_seq_len": 4096}, "max_seq_len", "At most 1024 tokens"),
+        ({"preset": "nonsense"}, "preset", "Select a valid choice"),
+        ({"learning_rate": "fast"}, "learning_rate", "Enter a number"),
+    ],
+)
+def test_invalid_values_get_field_messages_and_no_job(client, user, base_model, glossary, extra, field, text):
+    client.force_login(user)
+    response = client.post("/training/new/", form_data(base_model, [glossary], **extra))
+    assert response.status_code == 400
+    assert text in " ".join(
+        response.context["form"].errors.get(field, []) + response.context["form"].non_field_errors()
+    )
+    assert not TrainingJob.objects.exists()
+
+
+def test_a_tampered_post_for_an_unreadable_datanet_is_refused(client, user, base_model, make_datanet, make_user):
+    secret = make_datanet(owner=make_user("other"), slug="secret-notes", visibility="private")
+    client.force_login(user)
+    response = client.post("/training/new/", form_data(base_model, [secret]))
+    assert response.status_code == 400 and "valid choice" in str(response.context["form"].errors["datanets"])
+    assert not TrainingJob.objects.exists()
+
+
+def test_an_empty_datanet_is_refused(client, user, base_model, make_datanet):
+    empty = make_datanet(owner=user, slug="empty")
+    client.force_login(user)
+    response = client.post("/training/new/", form_data(base_model, [empty]))
+    assert response.status_code == 400 and "no accepted records" in str(response.context["form"].errors)
+
+
+def test_the_api_starts_lists_details_and_cancels(user, other_user, base_model, glossary, monkeypatch):
+    monkeypatch.setattr("training.services._enqueue", lambda job_id: None)
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"base_model": base_model.pk, "datanets": ["glossary"], "preset": "quick", "config": {"max_steps": 5}}
+    created = api.post("/api/v1/training/jobs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    job_id = created.json()["id"]
+    assert created.json()["datanets"][0]["root"] == glossary.current_version.root
+    assert [j["id"] for j in api.get("/api/v1/training/jobs/").json()["results"]] == [job_id]
+    assert api.get(f"/api/v1/training/jobs/{job_id}/").json()["metrics"] == []
+    assert api.post(f"/api/v1/training/jobs/{job_id}/cancel/").json()["status"] == "cancelled"
+    assert api.post(f"/api/v1/training/jobs/{job_id}/cancel/").status_code == 409
+    stranger = APIClient()
+    stranger.force_authenticate(other_user)
+    assert stranger.get(f"/api/v1/training/jobs/{job_id}/").status_code == 404
+    assert stranger.post(f"/api/v1/training/jobs/{job_id}/cancel/").status_code == 404
+    assert stranger.get("/api/v1/training/jobs/").json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "body, status, text",
+    [
+        ({"base_model": 999, "datanets": ["glossary"]}, 400, "Invalid pk"),
+        ({"datanets": ["glossary"]}, 400, "required"),
+        ({"base_model": "BASE", "datanets": ["nope"]}, 400, "No Datanet you may train on: nope"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"rank": -1}}, 400, "rank"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"warp": 9}}, 400, "warp"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"method": "qlora"}}, 400, "QLoRA"),
+    ],
+)
+def test_bad_api_requests_get_a_4xx_and_leave_no_job(user, base_model, glossary, body, status, text):
+    api = APIClient()
+    api.force_authenticate(user)
+    if body.get("base_model") == "BASE":
+        body["base_model"] = base_model.pk
+    response = api.post("/api/v1/training/jobs/", body, format="json")
+    assert response.status_code == status and text in str(response.json())
+    assert not TrainingJob.objects.exists()
+
+
+def test_job_pages_are_only_for_their_owner(client, user, other_user, base_model, glossary, monkeypatch):
+    monkeypatch.setattr("training.services._enqueue", lambda job_id: None)
+    client.force_login(user)
+    client.post("/training/new/", form_data(base_model, [glossary]))
+    job = TrainingJob.objects.get()
+    assert client.get(f"/training/jobs/{job.pk}/").status_code == 200
+    assert client.get("/training/jobs/").status_code == 200
+    client.force_login(other_user)
+    for url in (f"/training/jobs/{job.pk}/", f"/training/jobs/{job.pk}/points/"):
+        assert client.get(url).status_code == 404
+    assert client.post(f"/training/jobs/{job.pk}/cancel/").status_code == 404
+    assert "Glossary tutor" not in client.get("/training/jobs/").content.decode()
+    assert "Glossary tutor" not in client.get(f"/training/jobs/compare/?jobs={job.pk}").content.decode()

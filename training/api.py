@@ -1,0 +1,112 @@
+"""REST API: /api/v1/training/jobs/ (start, list, detail with metrics, cancel) and base models."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from datanets.access import trainable_by
+from training import services
+from training.models import BaseModel, MetricPoint, TrainingJob
+
+
+class ServiceError(APIException):
+    def __init__(self, exc: services.TrainingError):
+        self.status_code = exc.status
+        super().__init__(detail={exc.field or "detail": str(exc)} if exc.field else str(exc))
+
+
+class BaseModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BaseModel
+        fields = ["id", "name", "source", "architecture", "parameter_count", "context_length", "licence", "methods",
+                  "builtin"]  # fmt: skip
+
+
+class PointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetricPoint
+        fields = ["step", *MetricPoint.FIELDS]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model.name")
+    datanets = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = ["id", "name", "status", "message", "base_model", "preset", "config", "datanets", "record_count",
+                  "progress", "eta_seconds", "last_step", "final_metrics", "created_at", "started_at", "finished_at"]  # fmt: skip
+
+    def get_datanets(self, job) -> list[dict]:
+        return [{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
+                for d in job.datasets.select_related("datanet", "version")]  # fmt: skip
+
+
+class JobDetailSerializer(JobSerializer):
+    metrics = PointSerializer(source="points", many=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "metrics", "log_tail"]
+
+
+class StartSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    base_model = serializers.PrimaryKeyRelatedField(queryset=BaseModel.objects.filter(enabled=True))
+    datanets = serializers.ListField(child=serializers.SlugField(), min_length=1, max_length=20)
+    preset = serializers.ChoiceField(choices=["quick", "balanced", "thorough", "custom"], default="quick")
+    config = serializers.DictField(required=False, default=dict, help_text="Any FinetuneConfig field to override.")
+    request_key = serializers.CharField(max_length=64, required=False, help_text="Idempotency key.")
+
+    def validate_datanets(self, slugs):
+        found = {d.slug: d for d in trainable_by(self.context["request"].user).filter(slug__in=slugs)}
+        missing = [s for s in slugs if s not in found]
+        if missing:
+            raise serializers.ValidationError(f"No Datanet you may train on: {', '.join(missing)}.")
+        return [found[s] for s in slugs]
+
+
+class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    def get_queryset(self):
+        return services.visible_jobs(self.request.user).order_by("-created_at")
+
+    def get_serializer_class(self):
+        return JobDetailSerializer if self.action == "retrieve" else JobSerializer
+
+    @extend_schema(request=StartSerializer, responses={201: JobSerializer})
+    def create(self, request):
+        body = StartSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        overrides = dict(d["config"])
+        overrides["schema"] = d["datanets"][0].schema
+        try:
+            cfg = services.config_from(d["preset"], overrides, d["base_model"])
+            job = services.start_job(
+                request.user, name=d["name"], base_model=d["base_model"], datanets=d["datanets"], cfg=cfg,
+                preset=d["preset"], request_key=d.get("request_key") or uuid.uuid4().hex,
+            )  # fmt: skip
+        except services.TrainingError as exc:
+            raise ServiceError(exc) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        try:
+            services.cancel(request.user, job)
+        except services.TrainingError as exc:
+            raise ServiceError(exc) from None
+        job.refresh_from_db()
+        return Response(JobSerializer(job).data)
+
+
+class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = BaseModelSerializer
+    queryset = BaseModel.objects.filter(enabled=True)

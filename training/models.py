@@ -1,0 +1,112 @@
+"""Base models, training jobs (pinned to Datanet versions) and their metric points."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from modelfactory.jobs import Job
+
+
+class BaseModel(models.Model):
+    """A base model jobs may start from: a Hugging Face id or a local folder."""
+
+    name = models.CharField(max_length=120, help_text="Display name.")
+    source = models.CharField(max_length=500, unique=True, help_text="Hugging Face id or absolute local folder.")
+    architecture = models.CharField(max_length=40, default="llama", help_text="config.json model_type.")
+    parameter_count = models.PositiveBigIntegerField(default=0)
+    context_length = models.PositiveIntegerField(default=2048)
+    chat_template = models.TextField(blank=True, help_text="Jinja chat template; empty uses the tokenizer's.")
+    licence = models.CharField(max_length=80, blank=True)
+    methods = models.JSONField(default=list, help_text='Supported methods, e.g. ["lora", "qlora", "dora"].')
+    builtin = models.BooleanField(default=False, help_text="Generated locally by the seed (runs offline on a CPU).")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["parameter_count", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def size_label(self) -> str:
+        n = self.parameter_count
+        for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+            if n >= div:
+                return f"{n / div:.1f}{unit}"
+        return str(n)
+
+
+class TrainingJob(Job):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_jobs")
+    name = models.CharField(max_length=120)
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="jobs")
+    preset = models.CharField(max_length=20, blank=True)
+    config = models.JSONField(help_text="FinetuneConfig as JSON (also written to run_config.json).")
+    request_key = models.CharField(max_length=64, help_text="Idempotency key: a double submission starts one job.")
+    record_count = models.PositiveIntegerField(default=0)
+    output_dir = models.CharField(max_length=500, blank=True)
+    adapter_dir = models.CharField(max_length=500, blank=True)
+    final_metrics = models.JSONField(default=dict, blank=True)
+    progress = models.FloatField(default=0.0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    last_step = models.PositiveIntegerField(default=0)
+    log_tail = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Job.Meta):
+        constraints = [models.UniqueConstraint(fields=["owner", "request_key"], name="one_job_per_submission")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("training:job", args=[self.pk])
+
+
+class TrainingDataset(models.Model):
+    """A Datanet version pinned by a job: exactly the records it trained on."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="datasets")
+    datanet = models.ForeignKey("datanets.Datanet", on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey("datanets.DatanetVersion", on_delete=models.PROTECT, related_name="+")
+    size = models.PositiveIntegerField()
+    root = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "datanet"], name="one_version_per_datanet")]
+
+    def __str__(self) -> str:
+        return f"{self.datanet} v{self.version.number}"
+
+
+class MetricPoint(models.Model):
+    """One logged step; train and eval values at the same step merge into one row."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="points")
+    step = models.PositiveIntegerField()
+    epoch = models.FloatField(null=True)
+    train_loss = models.FloatField(null=True)
+    eval_loss = models.FloatField(null=True)
+    learning_rate = models.FloatField(null=True)
+    grad_norm = models.FloatField(null=True)
+    tokens_per_second = models.FloatField(null=True)
+    progress = models.FloatField(null=True)
+    eta_seconds = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    FIELDS = ("epoch", "train_loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "progress",
+              "eta_seconds")  # fmt: skip
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [models.UniqueConstraint(fields=["job", "step"], name="one_point_per_step")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} step {self.step}"
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, **{f: getattr(self, f) for f in self.FIELDS}}

@@ -1,0 +1,255 @@
+"""Training workflows: start a job (pinning Datanet versions), run it on a worker,
+record every metric point, cancel, estimate. Pages, API and the task call these."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from datanets.access import trainable_by
+from datanets.models import Contribution
+from modelfactory.jobs import JobStatus
+from modelfactory.notifications import notify_user
+from training.engine.config import ConfigError, FinetuneConfig
+from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
+
+LOG_LINES = 60
+
+
+class TrainingError(ValueError):
+    """A refusal with a message for people; `field` names the form field when there is one."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+def job_group(job_id: int) -> str:
+    return f"training.job.{job_id}"
+
+
+def visible_jobs(user):
+    if user is None or not user.is_authenticated:
+        return TrainingJob.objects.none()
+    qs = TrainingJob.objects.select_related("base_model", "owner")
+    return qs if user.is_superuser else qs.filter(owner=user)
+
+
+# --- Starting -------------------------------------------------------------------------------
+
+
+def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> list:
+    """Every reason a job cannot start, as TrainingError; returns the versions to pin."""
+    if not base_model.enabled:
+        raise TrainingError("This base model is disabled.", "base_model")
+    if cfg.method not in (base_model.methods or ["lora"]):
+        raise TrainingError(f"{base_model} does not support {cfg.method}.", "method")
+    if cfg.method == "qlora" and not settings.TRAINING_CUDA_WORKERS:
+        raise TrainingError("QLoRA needs a CUDA GPU worker; this installation has none. Choose LoRA.", "method")
+    if cfg.max_seq_len > base_model.context_length:
+        raise TrainingError(f"At most {base_model.context_length} tokens for {base_model}.", "max_seq_len")
+    if not datanets:
+        raise TrainingError("Choose at least one Datanet.", "datanets")
+    allowed = set(trainable_by(user).values_list("pk", flat=True))
+    pins = []
+    for datanet in datanets:
+        if datanet.pk not in allowed:
+            raise TrainingError(f"You may not train on “{datanet.name}”.", "datanets", 403)
+        if datanet.schema != cfg.schema:
+            raise TrainingError(f"“{datanet.name}” holds {datanet.schema} records; mix only one schema.", "datanets")
+        version = datanet.current_version
+        if version is None or version.size == 0:
+            raise TrainingError(f"“{datanet.name}” has no accepted records yet.", "datanets")
+        pins.append((datanet, version))
+    return pins
+
+
+def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: FinetuneConfig, preset: str, request_key: str):
+    """Create the job and queue it on the gpu queue; the same request_key returns the same job."""
+    existing = TrainingJob.objects.filter(owner=user, request_key=request_key).first()
+    if existing:
+        return existing
+    schema = datanets[0].schema if datanets else cfg.schema
+    cfg = FinetuneConfig.from_dict({**cfg.to_dict(), "schema": schema, "base_model": base_model.source})
+    pins = check_start(user, base_model, datanets, cfg)
+    try:
+        with transaction.atomic():
+            job = TrainingJob.objects.create(
+                owner=user, name=name[:120] or f"{base_model.name} fine-tune", base_model=base_model, preset=preset,
+                config=cfg.to_dict(), request_key=request_key, record_count=sum(v.size for _, v in pins),
+            )  # fmt: skip
+            for datanet, version in pins:
+                TrainingDataset.objects.create(
+                    job=job, datanet=datanet, version=version, size=version.size, root=version.root
+                )
+            transaction.on_commit(lambda: _enqueue(job.pk))
+    except IntegrityError:  # the same submission raced itself
+        return TrainingJob.objects.get(owner=user, request_key=request_key)
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from training.tasks import run_training
+
+    result = run_training.apply_async((job_id,), queue="gpu")
+    TrainingJob.objects.filter(pk=job_id).update(celery_task_id=result.id)
+
+
+def config_from(preset: str, overrides: dict, base_model: BaseModel | None) -> FinetuneConfig:
+    from training.engine import PRESETS
+
+    values = dict(PRESETS.get(preset, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+    values["base_model"] = base_model.source if base_model else "unset"
+    try:
+        return FinetuneConfig.from_dict(values)
+    except ConfigError as exc:
+        raise TrainingError(exc.message, exc.field) from None
+
+
+def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
+    """Rough GPU memory and time before starting (shown next to the form)."""
+    params = base_model.parameter_count or 1
+    weight_bytes = params * (0.55 if cfg.method == "qlora" else 2)  # nf4 with double quant ≈ 4.4 bits
+    lora_params = params * 0.004 * cfg.rank / 16  # all-linear adapters, measured order of magnitude
+    optimiser = lora_params * 16  # fp32 weights, grads and two Adam moments
+    hidden = max(int((params / 12) ** 0.5 / 4), 64)
+    activations = cfg.batch_size * cfg.max_seq_len * hidden * 34 * (0.3 if cfg.gradient_checkpointing else 1)
+    gpu_gb = (weight_bytes + optimiser + activations) / 1e9 * 1.2
+    tokens = records * min(cfg.max_seq_len, 200) * (cfg.epochs if not cfg.max_steps else 1)
+    if cfg.max_steps:
+        tokens = cfg.max_steps * cfg.batch_size * cfg.grad_accum * min(cfg.max_seq_len, 200)
+    tokens_per_second = 3e12 / (6 * params) if settings.TRAINING_CUDA_WORKERS else 2e10 / (6 * params)
+    return {"gpu_memory_gb": round(gpu_gb, 2), "minutes": round(tokens / tokens_per_second / 60, 1)}
+
+
+# --- Running (inside the worker) ---------------------------------------------------------------
+
+
+def _me() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _stale(job: TrainingJob) -> bool:
+    """A RUNNING job whose worker is gone: dead pid on this host, or no heartbeat for a lease."""
+    host, _, pid = job.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+    lease = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
+    return job.heartbeat_at is None or timezone.now() - job.heartbeat_at > lease
+
+
+def claim(job: TrainingJob) -> bool:
+    """Take a queued job, or take over a running one whose worker died; never run it twice."""
+    if job.claim():
+        TrainingJob.objects.filter(pk=job.pk).update(worker=_me(), heartbeat_at=timezone.now())
+        return True
+    job.refresh_from_db()
+    if job.status == JobStatus.RUNNING and _stale(job):
+        taken = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
+            worker=_me(), heartbeat_at=timezone.now(), attempts=F("attempts") + 1
+        )
+        return taken == 1
+    return False
+
+
+def records_for(job: TrainingJob):
+    for pin in job.datasets.all():
+        rows = Contribution.objects.filter(datanet=pin.datanet, status="accepted", log_index__lt=pin.size)
+        yield from rows.order_by("log_index").values_list("content", flat=True).iterator()
+
+
+def _send(job_id: int, message: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(job_group(job_id), message)
+
+
+def record_point(job: TrainingJob, point: dict) -> None:
+    """Store one point (merging train and eval values of a step) and push it to the page."""
+    values = {k: point.get(k) for k in MetricPoint.FIELDS if point.get(k) is not None}
+    MetricPoint.objects.update_or_create(job=job, step=point["step"], defaults=values)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        progress=point.get("progress") or 0, eta_seconds=point.get("eta_seconds"), last_step=point["step"],
+        heartbeat_at=timezone.now(),
+    )  # fmt: skip
+    _send(job.pk, {"type": "point", "point": {"step": point["step"], **values}})
+
+
+def append_log(job: TrainingJob, line: str) -> None:
+    stamped = f"{timezone.now():%H:%M:%S} {line}"
+    job.refresh_from_db(fields=["log_tail"])
+    lines = (job.log_tail.splitlines() + [stamped])[-LOG_LINES:]
+    TrainingJob.objects.filter(pk=job.pk).update(log_tail="\n".join(lines))
+    _send(job.pk, {"type": "log", "line": stamped})
+
+
+def _finish(job: TrainingJob, status: str, message: str, **fields) -> None:
+    if fields:
+        TrainingJob.objects.filter(pk=job.pk).update(**fields)
+    job.finish(status, message)
+    append_log(job, message)
+    _send(job.pk, {"type": "status", "status": status, "message": message})
+    level = {"succeeded": "success", "failed": "error"}.get(status, "info")
+    notify_user(job.owner_id, f"Training “{job.name}”: {message}", level)
+
+
+def run(job_id: int) -> str:
+    """Run a claimed job through the engine and record how it ended."""
+    from training.engine import EngineError, run_finetune
+
+    job = TrainingJob.objects.select_related("owner", "base_model").get(pk=job_id)
+    if not claim(job):
+        return "not claimed"
+    job.refresh_from_db()
+    _send(job.pk, {"type": "status", "status": job.status, "message": ""})
+    out_dir = Path(settings.MEDIA_ROOT) / "training" / str(job.pk)
+    TrainingJob.objects.filter(pk=job.pk).update(output_dir=str(out_dir))
+    cfg = FinetuneConfig.from_dict(job.config)
+    card = {
+        "name": job.name,
+        "datanets": [
+            {"name": d.datanet.name, "version": d.version.number, "size": d.size, "root": d.root}
+            for d in job.datasets.select_related("datanet", "version")
+        ],
+    }
+    append_log(job, f"started on {_me()} (attempt {job.attempts})")
+    try:
+        result = run_finetune(
+            cfg, records_for(job), out_dir,
+            on_progress=lambda p: record_point(job, p),
+            should_cancel=lambda: TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists(),
+            card=card, on_log_line=lambda line: append_log(job, line),
+        )  # fmt: skip
+    except EngineError as exc:
+        _finish(job, JobStatus.FAILED, str(exc))
+        return JobStatus.FAILED
+    if result.status == "cancelled":
+        _finish(job, JobStatus.CANCELLED, f"Cancelled at step {result.steps}.")
+        return JobStatus.CANCELLED
+    _finish(
+        job, JobStatus.SUCCEEDED, f"Finished: {result.steps} steps.",
+        adapter_dir=str(result.adapter_dir), final_metrics=result.metrics, progress=1.0, eta_seconds=0,
+    )  # fmt: skip
+    return JobStatus.SUCCEEDED
+
+
+def cancel(user, job: TrainingJob) -> TrainingJob:
+    if job.owner_id != user.pk and not user.is_superuser:
+        raise TrainingError("Only the job's owner can cancel it.", status=403)
+    if job.is_final:
+        raise TrainingError(f"The job already ended ({job.status}).", status=409)
+    job.request_cancel()
+    if job.status == JobStatus.CANCELLED:
+        _send(job.pk, {"type": "status", "status": job.status, "message": "Cancelled before it started."})
+    return job
