@@ -40,8 +40,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingJob
-        fields = ["id", "name", "status", "message", "base_model", "preset", "config", "datanets", "record_count",
-                  "progress", "eta_seconds", "last_step", "final_metrics", "created_at", "started_at", "finished_at"]  # fmt: skip
+        fields = [
+            "id", "name", "status", "message", "base_model", "preset", "config", "datanets", "record_count",
+            "progress", "eta_seconds", "last_step", "final_metrics", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
 
     def get_datanets(self, job) -> list[dict]:
         return [{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}

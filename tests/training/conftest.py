@@ -32,7 +32,7 @@ def base_model(tiny_base, db):
 
 
 @pytest.fixture
-def glossary(make_datanet, accepted, records):
+def glossary(make_datanet, accepted, records):  # noqa: F811  (fixtures imported above)
     datanet = make_datanet(slug="glossary")
     accepted(datanet, records[:120])
     return datanet
