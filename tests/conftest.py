@@ -142,29 +142,57 @@ def live_url(server_pool, transactional_db) -> str:
     return server_pool.get()
 
 
+class Worker:
+    """A real Celery worker process (prefork, concurrency 1) on queues default and gpu."""
+
+    def __init__(self, name: str, **extra_env: str):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"celery-{name}.log"
+        self.name = f"{name}-{os.getpid()}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "modelfactory", "worker", "-Q", "default,gpu",
+             "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{self.name}@%h", "--without-mingle",
+             "--without-gossip"],
+            cwd=BASE_DIR, env=child_env(**extra_env), stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        from modelfactory.celery import app
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited; see {self.log_path}")
+            replies = app.control.ping(timeout=0.5)
+            if any(key.startswith(self.name + "@") for reply in replies for key in reply):
+                return
+        raise RuntimeError("the Celery worker did not answer a ping within 90s")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup):
-    """A real Celery worker process on queues default and gpu, against real Redis."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "celery-worker.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "modelfactory", "worker", "-Q", "default,gpu",
-         "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"test-{os.getpid()}@%h", "--without-mingle",
-         "--without-gossip"],
-        cwd=BASE_DIR, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    from modelfactory.celery import app
+    worker = Worker("worker")
+    yield worker.proc
+    worker.stop()
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the Celery worker exited; see test-artifacts/celery-worker.log")
-        if app.control.ping(timeout=0.5):
-            break
-    else:
-        raise RuntimeError("the Celery worker did not answer a ping within 60s")
-    yield proc
-    stop(proc)
+
+@pytest.fixture
+def extra_worker(django_db_setup):
+    """Start more workers (with their own environment) for one test; stopped after it."""
+    started = []
+
+    def start(name: str, **env: str) -> Worker:
+        started.append(Worker(name, **env))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

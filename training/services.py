@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
             job = TrainingJob.objects.create(
                 owner=user, name=name[:120] or f"{base_model.name} fine-tune", base_model=base_model, preset=preset,
                 config=cfg.to_dict(), request_key=request_key, record_count=sum(v.size for _, v in pins),
+                # A folder of its own, kept across takeovers: resume must find this job's checkpoints only.
+                output_dir=str(Path(settings.MEDIA_ROOT) / "training" / uuid.uuid4().hex),
             )  # fmt: skip
             for datanet, version in pins:
                 TrainingDataset.objects.create(
@@ -210,11 +213,12 @@ def run(job_id: int) -> str:
 
     job = TrainingJob.objects.select_related("owner", "base_model").get(pk=job_id)
     if not claim(job):
+        if job.status == JobStatus.RUNNING:
+            append_log(job, f"a second delivery of this job was ignored: it is running on {job.worker}")
         return "not claimed"
     job.refresh_from_db()
     _send(job.pk, {"type": "status", "status": job.status, "message": ""})
-    out_dir = Path(settings.MEDIA_ROOT) / "training" / str(job.pk)
-    TrainingJob.objects.filter(pk=job.pk).update(output_dir=str(out_dir))
+    out_dir = Path(job.output_dir)
     cfg = FinetuneConfig.from_dict(job.config)
     card = {
         "name": job.name,
