@@ -32,6 +32,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.runtime
 	$(PY) bench/startup.py
 	$(PY) bench/ingest.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts
