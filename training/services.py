@@ -48,10 +48,27 @@ def visible_jobs(user):
 # --- Starting -------------------------------------------------------------------------------
 
 
+def local_folder_problem(source: str) -> str | None:
+    """For a local folder: what is missing for from_pretrained; None if fine or a hub id."""
+    path = Path(source)
+    if not path.is_absolute():
+        return None  # a Hugging Face id, resolved by the worker
+    if not path.is_dir():
+        return f"The model folder {source} does not exist on this server."
+    if not (path / "config.json").exists():
+        return f"The model folder {source} has no config.json."
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        return f"The model folder {source} has no weights (*.safetensors or *.bin)."
+    return None
+
+
 def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> list:
     """Every reason a job cannot start, as TrainingError; returns the versions to pin."""
     if not base_model.enabled:
         raise TrainingError("This base model is disabled.", "base_model")
+    problem = local_folder_problem(base_model.source)
+    if problem:
+        raise TrainingError(problem, "base_model")
     if cfg.method not in (base_model.methods or ["lora"]):
         raise TrainingError(f"{base_model} does not support {cfg.method}.", "method")
     if cfg.method == "qlora" and not settings.TRAINING_CUDA_WORKERS:

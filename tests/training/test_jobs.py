@@ -132,3 +132,18 @@ def test_job_pages_are_only_for_their_owner(client, user, other_user, base_model
     assert client.post(f"/training/jobs/{job.pk}/cancel/").status_code == 404
     assert "Glossary tutor" not in client.get("/training/jobs/").content.decode()
     assert "Glossary tutor" not in client.get(f"/training/jobs/compare/?jobs={job.pk}").content.decode()
+
+
+def test_a_model_folder_without_weights_is_refused_before_any_job(client, user, base_model, glossary, tmp_path):
+    import shutil
+
+    from training.models import BaseModel
+
+    folder = tmp_path / "no-weights"
+    shutil.copytree(base_model.source, folder)
+    (folder / "model.safetensors").unlink()
+    broken = BaseModel.objects.create(name="Broken", source=str(folder), methods=["lora"], context_length=1024)
+    client.force_login(user)
+    response = client.post("/training/new/", form_data(broken, [glossary]))
+    assert response.status_code == 400 and "has no weights" in str(response.context["form"].errors["base_model"])
+    assert not TrainingJob.objects.exists()
