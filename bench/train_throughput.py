@@ -59,7 +59,7 @@ def run_side(side: str, folder: str, steps: int, batch: int) -> dict:
 
         points = []
         cfg = FinetuneConfig(base_model=folder, max_steps=steps, batch_size=batch, max_seq_len=512, rank=16,
-                             alpha=32, save_steps=0, eval_fraction=0, logging_steps=steps, warmup_ratio=0)  # fmt: skip
+                             alpha=32, dropout=0.05, save_steps=0, eval_fraction=0, logging_steps=steps, warmup_ratio=0)  # fmt: skip
         start = time.perf_counter()
         run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=points.append)
         wall = time.perf_counter() - start
@@ -76,7 +76,8 @@ def run_side(side: str, folder: str, steps: int, batch: int) -> dict:
 
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder)
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, task_type="CAUSAL_LM",
+        # Same adapter as the engine's defaults (r=16, alpha=32, dropout 0.05): only batching differs.
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                                  "up_proj", "down_proj"]))  # fmt: skip
         feats = []
