@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from django import forms
 
 from datanets.access import trainable_by
 from training import services
-from training.engine.config import METHODS, PRECISIONS, SCHEDULERS
+from training.engine.config import METHODS, PRECISIONS, PRESETS, SCHEDULERS, FinetuneConfig
 from training.models import BaseModel
 
 ADVANCED = [
@@ -59,7 +60,10 @@ class TrainingForm(forms.Form):
     seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     eval_fraction = forms.FloatField(required=False, min_value=0, max_value=0.5)
     precision = forms.ChoiceField(choices=[("", "preset"), *[(p, p) for p in PRECISIONS]], required=False)
-    gradient_checkpointing = forms.NullBooleanField(required=False)
+    gradient_checkpointing = forms.TypedChoiceField(
+        choices=[("", "preset"), ("true", "on (saves memory)"), ("false", "off")], required=False,
+        coerce=lambda v: v == "true", empty_value=None,
+    )  # fmt: skip
     logging_steps = forms.IntegerField(required=False, min_value=1, max_value=10_000)
     eval_steps = forms.IntegerField(required=False, min_value=0)
     save_steps = forms.IntegerField(required=False, min_value=0)
@@ -72,6 +76,12 @@ class TrainingForm(forms.Form):
         if not self.is_bound:
             self.initial.setdefault("request_key", uuid.uuid4().hex)
         self.config = None
+        # Show what an empty Advanced field means: the Quick preset over the engine's defaults.
+        defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)} | PRESETS["quick"]
+        for name in ADVANCED:
+            widget = self.fields[name].widget
+            if isinstance(widget, forms.TextInput | forms.NumberInput) and defaults.get(name) is not None:
+                widget.attrs["placeholder"] = str(defaults[name])
 
     def overrides(self) -> dict:
         data = self.cleaned_data

@@ -162,3 +162,15 @@ def test_a_folder_without_weights_is_a_clear_error(tiny_base, tmp_path):
     (broken / "model.safetensors").unlink()
     with pytest.raises(EngineError, match="Could not load the weights"):
         run_finetune(cfg(str(broken)), [{"instruction": "a", "input": "", "output": "b"}], tmp_path / "out")
+
+
+@pytest.mark.gpu
+def test_qlora_nf4_with_bf16_trains_on_cuda(tiny_base, records, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (runs on GPU workers)")
+    result = run_finetune(cfg(tiny_base, method="qlora", precision="bf16"), records[:80], tmp_path)
+    assert result.status == "succeeded"
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["r"] == 16 and (result.adapter_dir / "adapter_model.safetensors").exists()
