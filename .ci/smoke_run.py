@@ -9,6 +9,7 @@ import http.cookiejar
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,9 @@ def main():
     # Processes of the same kind that were there before (another checkout's, say) are not ours
     # to judge; every one this run starts must be gone after the stop.
     before = {pattern: pids(pattern) for pattern in LEFTOVERS}
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+            sys.exit("something already listens on port 8000; stop it first")
     env = dict(os.environ, VAR_DIR=tempfile.mkdtemp(prefix="mf-smoke-"))
     proc = subprocess.Popen(["make", "run"], env=env, start_new_session=True)
     try:
