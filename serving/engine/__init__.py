@@ -1,0 +1,7 @@
+"""The serving engine: plain Python (torch, transformers, peft), never Django."""
+
+from serving.engine.adapters import AdapterCache, AdapterError
+from serving.engine.engine import BASE, Event, GenerationError, GenerationParams, Request, ServingEngine
+
+__all__ = ["BASE", "AdapterCache", "AdapterError", "Event", "GenerationError", "GenerationParams", "Request",
+           "ServingEngine"]  # fmt: skip

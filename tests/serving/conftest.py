@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from datanets.demo_data import demo_records
+
+
+@pytest.fixture(scope="session")
+def serving_base(tmp_path_factory) -> str:
+    from training.engine.tiny import build_tiny_model, record_texts
+
+    folder = tmp_path_factory.mktemp("serve") / "base"
+    return str(build_tiny_model(folder, record_texts("instruction", demo_records())))
+
+
+@pytest.fixture(scope="session")
+def make_adapters(serving_base, tmp_path_factory):
+    """Random-init LoRA adapters (so each changes the output), saved as PEFT folders."""
+    made: dict[int, list[str]] = {}
+
+    def make(n: int, rank: int = 8) -> list[str]:
+        if (n, rank) in made:
+            return made[(n, rank)]
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        folders = []
+        for i in range(n):
+            torch.manual_seed(1000 + i)
+            model = AutoModelForCausalLM.from_pretrained(serving_base)
+            lora = LoraConfig(r=rank, lora_alpha=rank * 4, target_modules=["q_proj", "v_proj", "up_proj"],
+                              init_lora_weights=False, task_type="CAUSAL_LM")  # fmt: skip
+            folder = tmp_path_factory.mktemp(f"adapter-{rank}-{i}")
+            get_peft_model(model, lora).save_pretrained(folder)
+            folders.append(str(folder))
+        made[(n, rank)] = folders
+        return folders
+
+    return make

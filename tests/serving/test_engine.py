@@ -1,0 +1,120 @@
+"""The serving engine on a tiny Llama: mixed-adapter batches, LRU eviction that frees
+memory, streaming with stops, seeds and limits."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+
+from serving.engine import AdapterError, GenerationError, GenerationParams, Request, ServingEngine
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+GREEDY = GenerationParams(max_tokens=12, temperature=0)
+HELLO = [{"role": "user", "content": "What is LoRA?"}]
+
+
+def text_of(engine, requests) -> dict[str, str]:
+    out: dict[str, str] = {r.id: "" for r in requests}
+    for event in engine.stream(requests):
+        out[event.request_id] += event.text
+    return out
+
+
+def test_the_engine_never_imports_django():
+    code = "import sys, serving.engine; assert 'django' not in sys.modules; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_mixed_batch_gives_each_row_what_its_adapter_gives_alone(serving_base, make_adapters):
+    a, b = make_adapters(2)
+    engine = ServingEngine(serving_base)
+    reqs = [
+        Request("a", HELLO, "a", a, GREEDY),
+        Request("b", HELLO, "b", b, GREEDY),
+        Request("base", HELLO, None, None, GREEDY),
+    ]
+    together = text_of(engine, reqs)
+    alone = {r.id: text_of(engine, [r])[r.id] for r in reqs}
+    assert together == alone
+    assert len(set(together.values())) == 3  # the adapters really change the answer
+
+
+def test_lru_eviction_by_count_and_bytes_really_frees_the_tensors(serving_base, make_adapters):
+    folders = make_adapters(3)
+    engine = ServingEngine(serving_base, max_adapters=2)
+    engine.cache.ensure("x0", folders[0])
+    engine.cache.ensure("x1", folders[1])
+    tensor = next(p for n, p in engine.cache.model.named_parameters() if ".x0." in n)
+    ref = weakref.ref(tensor)
+    del tensor
+    engine.cache.ensure("x0", folders[0])  # a hit makes x0 the most recent, so x1 goes next
+    engine.cache.ensure("x2", folders[2])
+    assert list(engine.cache.resident) == ["x0", "x2"]
+    assert not any(".x1." in n for n, _ in engine.cache.model.named_parameters())
+    engine.cache.evict("x0")
+    gc.collect()
+    assert ref() is None  # the evicted adapter's tensors are gone, not just unreferenced by name
+    one = engine.cache.resident_bytes
+    assert one > 0
+    budget = ServingEngine(serving_base, max_adapters=10, max_adapter_bytes=one + 1)
+    budget.cache.ensure("y0", folders[0])
+    budget.cache.ensure("y1", folders[1])
+    assert list(budget.cache.resident) == ["y1"] and budget.cache.evictions == 1
+    m = engine.metrics()
+    assert (m["hits"], m["misses"], m["evictions"]) == (1, 3, 2)
+
+
+def test_adapters_in_the_running_batch_are_never_evicted(serving_base, make_adapters):
+    folders = make_adapters(3)
+    engine = ServingEngine(serving_base, max_adapters=1)
+    with pytest.raises(AdapterError, match="in use"):
+        list(
+            engine.stream(
+                [Request("p", HELLO, "p0", folders[0], GREEDY), Request("q", HELLO, "p1", folders[1], GREEDY)]
+            )
+        )
+
+
+def test_streaming_limits_stops_and_seeds(serving_base):
+    engine = ServingEngine(serving_base)
+    events = list(engine.stream([Request("r", HELLO, params=GenerationParams(max_tokens=6, temperature=0))]))
+    assert events[-1].finish_reason in ("length", "stop") and events[-1].completion_tokens <= 6
+    assert all(e.finish_reason is None for e in events[:-1])
+    full = "".join(e.text for e in events)
+    if len(full) > 3:
+        stop = full[2:4]
+        cut = "".join(e.text for e in engine.stream([Request("s", HELLO, params=GenerationParams(
+            max_tokens=6, temperature=0, stop=[stop]))]))  # fmt: skip
+        assert cut == full[: full.find(stop)]
+    sampled = GenerationParams(max_tokens=8, temperature=1.0, top_p=0.9, seed=7)
+    first = text_of(engine, [Request("x", HELLO, params=sampled)])["x"]
+    assert text_of(engine, [Request("x", HELLO, params=sampled)])["x"] == first
+
+
+@pytest.mark.parametrize(
+    "kwargs, text",
+    [({"max_tokens": 0}, "max_tokens"), ({"temperature": 3}, "temperature"), ({"top_p": 0}, "top_p"),
+     ({"stop": [""]}, "stop")],
+)  # fmt: skip
+def test_invalid_parameters_are_refused(kwargs, text):
+    with pytest.raises(GenerationError, match=text):
+        GenerationParams(**kwargs)
+
+
+def test_a_prompt_over_the_context_is_refused(serving_base):
+    engine = ServingEngine(serving_base)
+    huge = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(GenerationError, match="context of 1024 tokens"):
+        list(engine.stream([Request("big", huge)]))
+
+
+def test_a_missing_adapter_folder_is_a_clear_error(serving_base, tmp_path):
+    engine = ServingEngine(serving_base)
+    with pytest.raises(AdapterError, match="adapter_config.json missing"):
+        list(engine.stream([Request("m", HELLO, "ghost", str(tmp_path), GREEDY)]))
