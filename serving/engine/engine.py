@@ -1,8 +1,8 @@
 """ServingEngine: one resident base model, many adapters, streaming generation.
 
-Requests for different adapters share a batch through peft's mixed-adapter
-forward (`adapter_names`, one name per row; "__base__" for the plain base). The
-decode loop is ours so each row keeps its own sampling settings, seed, stop
+Requests for different adapters share a batch: each row picks its adapter's
+slot in the bank (serving/engine/adapters.py), the base model's rows pick none.
+The decode loop is ours so each row keeps its own sampling settings, seed, stop
 sequences and token budget, and tokens stream out as they are produced.
 """
 
@@ -101,27 +101,26 @@ class ServingEngine:
 
         prompts = [self.check(r) for r in requests]
         with self.lock:
-            names = self._prepare_adapters(requests)
+            slots = self._prepare_adapters(requests)
             start = time.perf_counter()
+            self.cache.bank.set_rows(slots)
             try:
-                yield from self._decode(requests, prompts, names, cancelled, torch)
+                yield from self._decode(requests, prompts, cancelled, torch)
             finally:
+                self.cache.bank.set_rows(None)
                 self.busy_seconds += time.perf_counter() - start
 
-    def _prepare_adapters(self, requests: list[Request]) -> list[str]:
+    def _prepare_adapters(self, requests: list[Request]) -> list[int]:
+        """The bank slot of each row's adapter, loading missing ones (never evicting this batch's)."""
         wanted = {r.adapter for r in requests if r.adapter}
-        names = []
         for r in requests:
             if r.adapter:
                 if not r.adapter_path:
                     raise AdapterError(f"No stored adapter for {r.adapter!r}.")
                 self.cache.ensure(r.adapter, r.adapter_path, pinned=wanted)
-                names.append(r.adapter)
-            else:
-                names.append(BASE)
-        return names
+        return [self.cache.slot_of(r.adapter) for r in requests]
 
-    def _decode(self, requests, prompts, names, cancelled, torch):
+    def _decode(self, requests, prompts, cancelled, torch):
         model, tok = self.cache.model, self.tokenizer
         width = max(len(p) for p in prompts)
         pad = tok.pad_token_id
@@ -133,14 +132,13 @@ class ServingEngine:
         done = [False] * len(requests)
         configured = getattr(model.generation_config, "eos_token_id", None)
         eos = {tok.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
-        kwargs = {"adapter_names": names} if hasattr(model, "peft_config") else {}
         past, step_input = None, ids
         budget = max(r.params.max_tokens for r in requests)
         with torch.no_grad():
             for _ in range(budget):
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_input.shape[1] :]
                 out = model(input_ids=step_input, attention_mask=mask, position_ids=positions,
-                            past_key_values=past, use_cache=True, **kwargs)  # fmt: skip
+                            past_key_values=past, use_cache=True)  # fmt: skip
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float()  # (B, V)
                 next_ids = [

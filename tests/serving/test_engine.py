@@ -45,23 +45,39 @@ def test_a_mixed_batch_gives_each_row_what_its_adapter_gives_alone(serving_base,
     assert len(set(together.values())) == 3  # the adapters really change the answer
 
 
+def test_the_bank_gives_what_peft_gives(serving_base, make_adapters):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    (a,) = make_adapters(1)
+    engine = ServingEngine(serving_base)
+    ours = text_of(engine, [Request("a", HELLO, "a", a, GREEDY)])["a"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(serving_base), a).eval()
+    ids = engine.tokenizer.apply_chat_template(HELLO, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    expected = engine.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert ours == expected
+
+
 def test_lru_eviction_by_count_and_bytes_really_frees_the_tensors(serving_base, make_adapters):
     folders = make_adapters(3)
     engine = ServingEngine(serving_base, max_adapters=2)
     engine.cache.ensure("x0", folders[0])
     engine.cache.ensure("x1", folders[1])
-    tensor = next(p for n, p in engine.cache.model.named_parameters() if ".x0." in n)
-    ref = weakref.ref(tensor)
-    del tensor
+    layer = next(iter(engine.cache.bank.layers.values()))
+    slot0, slot1 = engine.cache.slot_of("x0"), engine.cache.slot_of("x1")
+    ref = weakref.ref(layer.a[slot0])
     engine.cache.ensure("x0", folders[0])  # a hit makes x0 the most recent, so x1 goes next
     engine.cache.ensure("x2", folders[2])
     assert list(engine.cache.resident) == ["x0", "x2"]
-    assert not any(".x1." in n for n, _ in engine.cache.model.named_parameters())
+    assert all(slot1 not in layer.a for layer in engine.cache.bank.layers.values())
+    one = engine.cache.resident["x0"].nbytes
     engine.cache.evict("x0")
     gc.collect()
-    assert ref() is None  # the evicted adapter's tensors are gone, not just unreferenced by name
-    one = engine.cache.resident_bytes
-    assert one > 0
+    assert ref() is None  # the evicted adapter's tensors are freed, not just forgotten
+    assert engine.cache.resident_bytes == engine.cache.resident["x2"].nbytes
     budget = ServingEngine(serving_base, max_adapters=10, max_adapter_bytes=one + 1)
     budget.cache.ensure("y0", folders[0])
     budget.cache.ensure("y1", folders[1])
