@@ -81,6 +81,7 @@ def main() -> int:
                 "-Q", "default,gpu", "--concurrency", env.get("WORKER_CONCURRENCY", "1"),
                 "--loglevel", "INFO", "--hostname", "local@%h",
             ],
+            "serving": [python, "-m", "serving.worker"],
         }  # fmt: skip
         for name, command in commands.items():
             # A session of its own, so a stop reaches the child's children too.

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "modelfactory.accounts",
     "datanets",
     "training",
+    "serving",
 ]
 
 MIDDLEWARE = [
@@ -287,6 +288,10 @@ DATANET_REPUTATION_REFUSE = 0.1
 # running job may go without a heartbeat before another worker may take it over.
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
+
+# Serving: adapters kept resident per base model in each serving worker.
+SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)
+SERVING_MAX_ADAPTER_BYTES = env_int("SERVING_MAX_ADAPTER_BYTES", 2 << 30, minimum=1 << 20)
 
 # --- Security --------------------------------------------------------------------------
 SECURE_SSL = env_bool("SECURE_SSL", not DEBUG)

@@ -6,6 +6,8 @@ from rest_framework.routers import DefaultRouter
 from datanets.api import DatanetViewSet
 from modelfactory import views
 from modelfactory.accounts.api import MeView
+from serving import openai_api
+from serving.api import ModelViewSet
 from training import views as training_views
 from training.api import BaseModelViewSet, TrainingJobViewSet
 
@@ -13,6 +15,7 @@ router = DefaultRouter(trailing_slash=True)
 router.register("datanets", DatanetViewSet, basename="datanet")
 router.register("training/jobs", TrainingJobViewSet, basename="training-job")
 router.register("training/base-models", BaseModelViewSet, basename="base-model")
+router.register("models", ModelViewSet, basename="model")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),
@@ -27,6 +30,8 @@ urlpatterns = [
     path("datanets/", include("datanets.urls")),
     path("training/", include("training.urls")),
     path("models/", training_views.models_list, name="models"),
+    path("v1/models", openai_api.models, name="openai-models"),
+    path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

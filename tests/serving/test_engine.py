@@ -134,3 +134,17 @@ def test_a_missing_adapter_folder_is_a_clear_error(serving_base, tmp_path):
     engine = ServingEngine(serving_base)
     with pytest.raises(AdapterError, match="adapter_config.json missing"):
         list(engine.stream([Request("m", HELLO, "ghost", str(tmp_path), GREEDY)]))
+
+
+def test_a_cancelled_request_stops_at_the_next_token(serving_base):
+    engine = ServingEngine(serving_base)
+    seen = []
+
+    def cancelled(request_id):
+        return len(seen) >= 2
+
+    long = GenerationParams(max_tokens=200, temperature=0)
+    for event in engine.stream([Request("c", HELLO, params=long), Request("d", HELLO, params=GREEDY)], cancelled):
+        if event.request_id == "c":
+            seen.append(event)
+    assert seen[-1].finish_reason in ("cancelled", "stop") and len(seen) <= 3

@@ -1,0 +1,78 @@
+"""/api/v1/models/: the models a caller may use, their cards, and adapter export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from serving.registry import ModelNotFound, resolve, usable_models
+from training.models import TrainingJob
+
+EXPORT_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
+
+
+class ModelSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    base = serializers.CharField(source="base_source")
+    owner = serializers.CharField()
+    kind = serializers.SerializerMethodField()
+
+    def get_kind(self, ref) -> str:
+        return "adapter" if ref.adapter_path else "base"
+
+
+class ModelViewSet(viewsets.ViewSet):
+    lookup_value_regex = r"[a-z]+-\d+"
+
+    def _ref(self, pk):
+        try:
+            return resolve(self.request.user, pk)
+        except ModelNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    @extend_schema(responses=ModelSerializer(many=True))
+    def list(self, request):
+        return Response(ModelSerializer(usable_models(request.user), many=True).data)
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        ref = self._ref(pk)
+        data = ModelSerializer(ref).data
+        if ref.adapter_path:
+            job = TrainingJob.objects.get(pk=int(pk.split("-")[1]))
+            card = Path(ref.adapter_path) / "README.md"
+            data.update(
+                card=card.read_text() if card.exists() else "",
+                metrics=job.final_metrics, config=job.config,
+                datanets=[{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
+                          for d in job.datasets.select_related("datanet", "version")],
+            )  # fmt: skip
+        return Response(data)
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(description="adapter zip")})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """A zip with adapter_config.json, adapter_model.safetensors and the model card README.md,
+        loadable with PeftModel.from_pretrained as is."""
+        ref = self._ref(pk)
+        if not ref.adapter_path:
+            raise ValidationError({"model": "Base models are not exported here; use their Hugging Face id."})
+        if request.query_params.get("merged") in ("1", "true"):
+            raise ValidationError({"merged": "Merged export is not available yet; download the adapter."})
+        folder = Path(ref.adapter_path)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in EXPORT_FILES:
+                if (folder / name).exists():
+                    archive.write(folder / name, name)
+        buffer.seek(0)
+        return FileResponse(buffer, as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip")
