@@ -7,6 +7,7 @@ from datanets.api import DatanetViewSet
 from modelfactory import views
 from modelfactory.accounts.api import MeView
 from serving import openai_api
+from serving import views as serving_views
 from serving.api import ModelViewSet
 from training import views as training_views
 from training.api import BaseModelViewSet, TrainingJobViewSet
@@ -30,6 +31,9 @@ urlpatterns = [
     path("datanets/", include("datanets.urls")),
     path("training/", include("training.urls")),
     path("models/", training_views.models_list, name="models"),
+    path("chat/", serving_views.chat_index, name="chat-index"),
+    path("chat/<str:model_id>/", serving_views.chat, name="chat"),
+    path("models/<int:job_id>/delete/", serving_views.delete_model, name="model-delete"),
     path("v1/models", openai_api.models, name="openai-models"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
     path("accounts/", include("allauth.urls")),

@@ -159,6 +159,9 @@ class ServingEngine:
                     produced[i].append(token)
                     self.tokens_out += 1
                     text = tok.decode(produced[i], skip_special_tokens=True)
+                    if len(produced[i]) < r.params.max_tokens:
+                        # A byte-level token can end mid-character: wait for the rest of it.
+                        text = text.rstrip("\ufffd")
                     new, finish = self._apply_stop(text, texts[i], r.params.stop)
                     texts[i] = text if finish is None else texts[i] + new
                     if finish is None and len(produced[i]) >= r.params.max_tokens:

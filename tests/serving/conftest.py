@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
+
 import pytest
 
 from datanets.demo_data import demo_records
+from modelfactory.accounts.services import create_api_key
+from tests.conftest import ARTIFACTS, BASE_DIR, child_env, stop, wait_until
+from training.models import BaseModel, TrainingJob
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +45,23 @@ def make_adapters(serving_base, tmp_path_factory):
         return folders
 
     return make
+
+
+@pytest.fixture(scope="session")
+def serving_worker(django_db_setup, django_db_blocker):
+    log = open(ARTIFACTS / "serving-worker.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "serving.worker"], cwd=BASE_DIR, env=child_env(),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    wait_until(lambda: "serving worker ready" in (ARTIFACTS / "serving-worker.log").read_text(), timeout=60)
+    yield proc
+    stop(proc)
+
+
+@pytest.fixture
+def model_setup(user, serving_base, make_adapters):
+    (adapter,) = make_adapters(1)
+    base = BaseModel.objects.create(name="Tiny", source=serving_base, methods=["lora"], context_length=1024)
+    job = TrainingJob.objects.create(owner=user, name="Glossary tutor", base_model=base, config={}, status="succeeded",
+                                     request_key=uuid.uuid4().hex, adapter_dir=adapter)  # fmt: skip
+    _, key = create_api_key(user, "tests")
+    return job, key

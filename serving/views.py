@@ -1,0 +1,51 @@
+"""The chat page and the models page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from serving.models import Conversation
+from serving.registry import ModelNotFound, resolve, usable_models
+from training.models import TrainingJob
+from training.services import visible_jobs
+
+
+@login_required
+@require_GET
+def chat_index(request):
+    return render(request, "serving/index.html", {"models": usable_models(request.user)})
+
+
+@login_required
+@require_GET
+def chat(request, model_id: str):
+    try:
+        model = resolve(request.user, model_id)
+    except ModelNotFound:
+        raise Http404("No such model.") from None
+    conversations = Conversation.objects.filter(user=request.user, model_id=model.id)[:50]
+    current = None
+    if request.GET.get("c", "").isdigit():
+        current = Conversation.objects.filter(user=request.user, model_id=model.id, pk=int(request.GET["c"])).first()
+    datasets = []
+    if model.adapter_path:
+        job = TrainingJob.objects.get(pk=int(model.id.split("-")[1]))
+        datasets = list(job.datasets.select_related("datanet", "version"))
+    context = {"model": model, "conversations": conversations, "current": current, "datasets": datasets,
+               "history": current.messages.all() if current else []}  # fmt: skip
+    return render(request, "serving/chat.html", context)
+
+
+@login_required
+@require_POST
+def delete_model(request, job_id: int):
+    job = visible_jobs(request.user).filter(pk=job_id, owner=request.user).first()
+    if job is None:
+        raise Http404("No such model.")
+    TrainingJob.objects.filter(pk=job.pk).update(adapter_dir="", status="cancelled", message="Deleted by its owner.")
+    messages.success(request, f"Model “{job.name}” deleted.")
+    return redirect("models")
