@@ -33,6 +33,7 @@ bench: $(VENV)/.runtime
 	$(PY) bench/startup.py
 	$(PY) bench/ingest.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts

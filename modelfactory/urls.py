@@ -8,7 +8,7 @@ from modelfactory import views
 from modelfactory.accounts.api import MeView
 from serving import openai_api
 from serving import views as serving_views
-from serving.api import ModelViewSet
+from serving.api import ExportViewSet, ModelViewSet
 from training import views as training_views
 from training.api import BaseModelViewSet, TrainingJobViewSet
 
@@ -17,6 +17,7 @@ router.register("datanets", DatanetViewSet, basename="datanet")
 router.register("training/jobs", TrainingJobViewSet, basename="training-job")
 router.register("training/base-models", BaseModelViewSet, basename="base-model")
 router.register("models", ModelViewSet, basename="model")
+router.register("exports", ExportViewSet, basename="export")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),

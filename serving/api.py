@@ -7,12 +7,14 @@ import zipfile
 from pathlib import Path
 
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from serving import export
+from serving.models import MergedExport
 from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
 
@@ -43,7 +45,7 @@ class ModelViewSet(viewsets.ViewSet):
     def list(self, request):
         return Response(ModelSerializer(usable_models(request.user), many=True).data)
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=dict, parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
         ref = self._ref(pk)
         data = ModelSerializer(ref).data
@@ -67,7 +69,8 @@ class ModelViewSet(viewsets.ViewSet):
         if not ref.adapter_path:
             raise ValidationError({"model": "Base models are not exported here; use their Hugging Face id."})
         if request.query_params.get("merged") in ("1", "true"):
-            raise ValidationError({"merged": "Merged export is not available yet; download the adapter."})
+            job = export.request_merge(request.user, ref.id)
+            return Response(_export_status(job, request), status=200 if job.status == "succeeded" else 202)
         folder = Path(ref.adapter_path)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -76,3 +79,37 @@ class ModelViewSet(viewsets.ViewSet):
                     archive.write(folder / name, name)
         buffer.seek(0)
         return FileResponse(buffer, as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip")
+
+
+def _export_status(job: MergedExport, request) -> dict:
+    data = {"id": job.pk, "model": job.model_id, "status": job.status, "message": job.message,
+            "status_url": request.build_absolute_uri(f"/api/v1/exports/{job.pk}/")}  # fmt: skip
+    if job.status == "succeeded":
+        data["download_url"] = request.build_absolute_uri(f"/api/v1/exports/{job.pk}/download/")
+    return data
+
+
+@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
+class ExportViewSet(viewsets.ViewSet):
+    """Status and download of merged exports (only the requester's)."""
+
+    lookup_value_regex = r"\d+"
+
+    def _job(self, pk) -> MergedExport:
+        job = MergedExport.objects.filter(pk=pk, owner=self.request.user).first() if str(pk).isdigit() else None
+        if job is None:
+            raise NotFound("No such export.")
+        return job
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        return Response(_export_status(self._job(pk), request))
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(description="merged weights zip")})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = self._job(pk)
+        if job.status != "succeeded" or not Path(job.archive).exists():
+            raise ValidationError({"status": f"The export is {job.status}; download it when it has succeeded."})
+        return FileResponse(open(job.archive, "rb"), as_attachment=True, filename=Path(job.archive).name,
+                            content_type="application/zip")  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from modelfactory.jobs import Job
+
 
 class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
@@ -40,3 +42,14 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+class MergedExport(Job):
+    """A background merge of an adapter into its base: full weights plus tokenizer, zipped."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merged_exports")
+    model_id = models.CharField(max_length=100)
+    archive = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"merged export of {self.model_id}"

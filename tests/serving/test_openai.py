@@ -103,5 +103,36 @@ def test_the_exported_zip_loads_with_peft_and_matches_the_server(live_url, servi
     served = oai(live_url, key).chat.completions.create(model=f"mf-{job.pk}", messages=msgs, max_tokens=10,
                                                          temperature=0).choices[0].message.content  # fmt: skip
     assert served == local
-    assert requests.get(f"{live_url}/api/v1/models/mf-{job.pk}/export/?merged=true", headers=headers).status_code == 400
     assert requests.get(f"{live_url}/api/v1/models/mf-{job.pk}/export/").status_code in (401, 403)
+
+
+def test_merged_export_runs_as_a_background_job_and_matches_the_server(
+    live_url, serving_worker, celery_worker_process, model_setup, other_user, tmp_path
+):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    job, key = model_setup
+    headers = {"Authorization": f"Bearer {key}"}
+    started = requests.get(f"{live_url}/api/v1/models/mf-{job.pk}/export/?merged=true", headers=headers)
+    assert started.status_code == 202, started.text
+    status_url = started.json()["status_url"]
+    wait_until(lambda: requests.get(status_url, headers=headers).json()["status"] in ("succeeded", "failed"), 120)
+    status = requests.get(status_url, headers=headers).json()
+    assert status["status"] == "succeeded", status
+    _, other_key = create_api_key(other_user, "nosy")
+    assert requests.get(status_url, headers={"Authorization": f"Bearer {other_key}"}).status_code == 404
+    archive = requests.get(status["download_url"], headers=headers)
+    zipfile.ZipFile(io.BytesIO(archive.content)).extractall(tmp_path / "merged")
+    names = {p.name for p in (tmp_path / "merged").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names
+    tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    msgs = [{"role": "user", "content": "What is LoRA?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=10, do_sample=False)
+    local = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    served = oai(live_url, key).chat.completions.create(model=f"mf-{job.pk}", messages=msgs, max_tokens=10,
+                                                         temperature=0).choices[0].message.content  # fmt: skip
+    assert served == local
