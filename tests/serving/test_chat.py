@@ -108,4 +108,8 @@ def test_a_person_chats_in_the_browser(page, live_url, serving_worker, model_set
     assert answers.count() == 1
     page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
     stored = Message.objects.get(role="assistant").content
-    assert stored and stored in answers.first.inner_text()
+
+    def visible(text: str) -> str:  # a random model emits control characters a page does not render
+        return "".join(ch for ch in text if ch.isprintable() and not ch.isspace())
+
+    assert stored and visible(stored) in visible(answers.first.inner_text())
