@@ -7,19 +7,14 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from datanets import services
 from datanets.access import Action, can, get_for, readable_by, visible_to
 from datanets.models import AccessRequest, Contribution, Datanet, DatanetVersion, Membership, Role, UploadBatch
-
-
-class ServiceError(APIException):
-    def __init__(self, exc: services.DatanetError):
-        self.status_code = exc.status
-        super().__init__(detail=str(exc))
+from modelfactory.api import ServiceError
 
 
 class DatanetSerializer(serializers.ModelSerializer):

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -18,3 +19,13 @@ def exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     return drf_exception_handler(exc, context)
+
+
+class ServiceError(APIException):
+    """A service-layer refusal (DatanetError, TrainingError…) as an API error: its status, and its
+    message under the form field it names, if any."""
+
+    def __init__(self, exc: Exception):
+        self.status_code = getattr(exc, "status", 400)
+        field = getattr(exc, "field", None)
+        super().__init__(detail={field: str(exc)} if field else str(exc))

@@ -14,7 +14,9 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import AuthenticationFailed
 
+from modelfactory.accounts.authentication import bearer_token
 from modelfactory.accounts.services import user_for_api_key
 from serving import client
 from serving.engine.engine import GenerationError
@@ -26,11 +28,11 @@ def error(message: str, status: int, kind: str = "invalid_request_error", param=
 
 
 async def _user(request):
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    try:
+        token = bearer_token(request.headers.get("Authorization", ""))
+    except AuthenticationFailed:
         return None
-    return await sync_to_async(user_for_api_key)(token.strip())
+    return await sync_to_async(user_for_api_key)(token) if token else None
 
 
 def _unauthorised() -> JsonResponse:

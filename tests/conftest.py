@@ -3,6 +3,7 @@ Celery worker) pointed at the test database, and a headless Chromium."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -203,6 +204,24 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }  # fmt: skip
+
+
+def run_async(coro):
+    """asyncio.run in a thread: Playwright's sync API may own this thread's event loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def sign_in(page, base: str, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form in a fresh session."""
+    page.context.clear_cookies()
+    page.goto(base + "/accounts/login/")
+    page.fill("input[name=login]", username)
+    page.fill("input[name=password]", password)
+    page.locator("form button[type=submit]").first.click()
+    page.wait_for_url(base + "/")
 
 
 def login_cookie(client_user) -> str:

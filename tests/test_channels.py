@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
 from modelfactory.notifications import notify_user
-from tests.conftest import login_cookie
-
-
-def run(coro) -> object:
-    """asyncio.run in a thread: Playwright's sync API may own this thread's event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+from tests.conftest import login_cookie, run_async
 
 
 def ws_url(live_url: str) -> str:
@@ -37,7 +30,7 @@ def refused_status(url: str, headers: dict) -> int:
         await conn.close()
         return 101
 
-    return run(go())
+    return run_async(go())
 
 
 def test_it_accepts_a_signed_in_websocket_and_delivers_notifications(live_url, user):
@@ -57,7 +50,7 @@ def test_it_accepts_a_signed_in_websocket_and_delivers_notifications(live_url, u
             await conn.send(json.dumps({"type": "ping"}))
             assert json.loads(await asyncio.wait_for(conn.recv(), 10)) == {"type": "pong"}
 
-    run(go())
+    run_async(go())
 
 
 def test_it_refuses_an_anonymous_websocket(live_url):
@@ -81,7 +74,7 @@ def test_a_user_does_not_receive_another_users_notifications(live_url, user, oth
             await conn.send(json.dumps({"type": "ping"}))
             assert json.loads(await asyncio.wait_for(conn.recv(), 10)) == {"type": "pong"}
 
-    run(go())
+    run_async(go())
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,18 +7,12 @@ import uuid
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from datanets.access import trainable_by
+from modelfactory.api import ServiceError
 from training import services
 from training.models import BaseModel, MetricPoint, TrainingJob
-
-
-class ServiceError(APIException):
-    def __init__(self, exc: services.TrainingError):
-        self.status_code = exc.status
-        super().__init__(detail={exc.field or "detail": str(exc)} if exc.field else str(exc))
 
 
 class BaseModelSerializer(serializers.ModelSerializer):

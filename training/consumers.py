@@ -22,14 +22,14 @@ class TrainingJobConsumer(AsyncWebsocketConsumer):
         self.group = job_group(self.job_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        history = await database_sync_to_async(self._history)()
+        history = await database_sync_to_async(self._history)(job)
         await self.send(text_data=json.dumps(history))
 
     def _job(self):
         return visible_jobs(self.scope.get("user")).filter(pk=self.job_id).first()
 
-    def _history(self) -> dict:
-        job = self._job()
+    def _history(self, job) -> dict:
+        job.refresh_from_db()  # points and status may have moved since the access check
         return {
             "type": "history",
             "points": [p.as_dict() for p in job.points.all()],

@@ -1,7 +1,7 @@
 """The serving engine: plain Python (torch, transformers, peft), never Django."""
 
 from serving.engine.adapters import AdapterCache, AdapterError
-from serving.engine.engine import BASE, Event, GenerationError, GenerationParams, Request, ServingEngine
+from serving.engine.engine import Event, GenerationError, GenerationParams, Request, ServingEngine
 
-__all__ = ["BASE", "AdapterCache", "AdapterError", "Event", "GenerationError", "GenerationParams", "Request",
+__all__ = ["AdapterCache", "AdapterError", "Event", "GenerationError", "GenerationParams", "Request",
            "ServingEngine"]  # fmt: skip

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BASE_SLOT = 0  # the plain base model: no delta
@@ -35,7 +35,6 @@ class Resident:
     slot: int
     nbytes: int
     load_ms: float
-    last_used: float = field(default_factory=time.monotonic)
 
 
 def _trim_heap() -> None:
@@ -52,9 +51,9 @@ def _banked_linear_class():
     class BankedLinear(torch.nn.Module):
         """A frozen Linear plus per-slot LoRA factors, chosen per batch row."""
 
-        def __init__(self, base: torch.nn.Linear, max_rank: int):
+        def __init__(self, base: torch.nn.Linear):
             super().__init__()
-            self.base, self.max_rank = base, max_rank
+            self.base = base
             self.a: dict[int, torch.Tensor] = {}  # slot → (r, in)
             self.b: dict[int, torch.Tensor] = {}  # slot → (out, r), scale folded in
             self.rows: list[int] | None = None  # slot per batch row, set by the bank
@@ -89,7 +88,7 @@ class AdapterBank:
             for child_name, child in list(module.named_children()):
                 full = f"{name}.{child_name}" if name else child_name
                 if isinstance(child, torch.nn.Linear) and "lm_head" not in full:
-                    wrapper = banked(child, max_rank)
+                    wrapper = banked(child)
                     setattr(module, child_name, wrapper)
                     self.layers[full] = wrapper
 
@@ -165,7 +164,6 @@ class AdapterCache:
             if name in self.resident:
                 self.hits += 1
                 self.resident.move_to_end(name)
-                self.resident[name].last_used = time.monotonic()
                 return self.resident[name]
             self.misses += 1
             folder = Path(path)

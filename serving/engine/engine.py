@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 from serving.engine.adapters import AdapterCache, AdapterError
 
-BASE = "__base__"
-
 
 class GenerationError(ValueError):
     """A request that cannot be served as asked; the message is for the caller."""

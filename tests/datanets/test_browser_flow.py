@@ -9,19 +9,10 @@ import pytest
 
 from datanets import services
 from datanets.models import Contribution, Membership
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import ARTIFACTS, sign_in
 from tests.datanets.conftest import alpaca
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page, base: str, username: str):
-    page.context.clear_cookies()
-    page.goto(base + "/accounts/login/")
-    page.fill("input[name=login]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(base + "/")
 
 
 def test_contribute_fix_and_grant_access(page, live_url, make_datanet, make_user, tmp_path):

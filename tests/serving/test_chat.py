@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
 from serving.models import Conversation, Message
-from tests.conftest import login_cookie
+from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(coro):
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def collect(ws, until_done: int = 1) -> list[dict]:
@@ -46,7 +40,7 @@ def test_it_streams_an_answer_and_keeps_the_conversation(live_url, serving_worke
             bad = json.loads(await ws.recv())
             return events, bad
 
-    events, bad = run(go())
+    events, bad = run_async(go())
     started = events[0]
     assert started["type"] == "started" and set(started["sides"]) == {"model", "base"}
     by_side = {
@@ -70,9 +64,9 @@ def test_only_users_who_may_use_the_model_connect(live_url, serving_worker, mode
         except InvalidStatus as exc:
             return exc.response.status_code
 
-    assert run(status({"Origin": live_url, "Cookie": login_cookie(other_user)})) == 403
-    assert run(status({"Origin": live_url})) == 403
-    assert run(status({"Origin": live_url, "Cookie": login_cookie(user)})) == 101
+    assert run_async(status({"Origin": live_url, "Cookie": login_cookie(other_user)})) == 403
+    assert run_async(status({"Origin": live_url})) == 403
+    assert run_async(status({"Origin": live_url, "Cookie": login_cookie(user)})) == 101
 
 
 def test_the_chat_and_models_pages(client, model_setup, user, other_user):
@@ -92,14 +86,8 @@ def test_the_chat_and_models_pages(client, model_setup, user, other_user):
 
 @pytest.mark.browser
 def test_a_person_chats_in_the_browser(page, live_url, serving_worker, model_setup, user):
-    from tests.conftest import ARTIFACTS, PASSWORD
-
     job, _ = model_setup
-    page.goto(live_url + "/accounts/login/")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(live_url + "/")
+    sign_in(page, live_url, "alice")
     page.goto(f"{live_url}/chat/mf-{job.pk}/")
     page.fill("#question", "What is LoRA?")
     page.get_by_role("button", name="Send").click()

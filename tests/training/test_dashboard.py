@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import ARTIFACTS, PASSWORD, login_cookie, wait_until
+from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in, wait_until
 from training import services
 from training.models import MetricPoint, TrainingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(coro):
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def make_job(user, base_model, datanet) -> TrainingJob:
@@ -47,7 +41,7 @@ def test_a_client_gets_every_stored_point_then_live_ones(live_url, user, other_u
             live = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert live == {"type": "point", "point": {"step": 4, "train_loss": 4.5, "learning_rate": 1e-4}}
 
-    run(go())
+    run_async(go())
     assert MetricPoint.objects.filter(job=job).count() == 4
 
 
@@ -62,21 +56,17 @@ def test_only_the_owner_may_connect(live_url, user, other_user, base_model, glos
         except InvalidStatus as exc:
             return exc.response.status_code
 
-    assert run(status({"Origin": live_url, "Cookie": login_cookie(other_user)})) == 403
-    assert run(status({"Origin": live_url})) == 403
-    assert run(status({"Origin": "http://evil.example", "Cookie": login_cookie(user)})) == 403
-    assert run(status({"Origin": live_url, "Cookie": login_cookie(user)})) == 101
+    assert run_async(status({"Origin": live_url, "Cookie": login_cookie(other_user)})) == 403
+    assert run_async(status({"Origin": live_url})) == 403
+    assert run_async(status({"Origin": "http://evil.example", "Cookie": login_cookie(user)})) == 403
+    assert run_async(status({"Origin": live_url, "Cookie": login_cookie(user)})) == 101
 
 
 @pytest.mark.browser
 def test_a_novice_trains_watches_reloads_and_finds_the_model(
     page, live_url, celery_worker_process, user, base_model, glossary
 ):
-    page.goto(live_url + "/accounts/login/")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(live_url + "/")
+    sign_in(page, live_url, "alice")
     page.get_by_role("link", name="Train").click()
     page.get_by_label("Glossary").check()
     page.get_by_label("Quick").check()
