@@ -1,0 +1,1 @@
+"""Attribution engines: plain Python, never import Django (retrieval, influence, spans, chain)."""
