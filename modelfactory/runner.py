@@ -1,8 +1,8 @@
 """`make run`: start the whole app on embedded defaults and stop it cleanly.
 
 Starts an embedded Redis (when REDIS_URL is unset), migrates, seeds the demo,
-then runs daphne (HTTP + websockets) and a Celery worker on the `default` and
-`gpu` queues. Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
+then runs daphne (HTTP + websockets), a local dev chain (when CHAIN_RPC_URL is
+unset), Celery workers for the `default` and `gpu` queues and the serving worker. Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
 free of Django imports: the children load Django, this process only supervises.
 """
 
@@ -64,6 +64,16 @@ def main() -> int:
 
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
+    if not env.get("CHAIN_RPC_URL"):
+        # A local EVM dev chain shared by the web process and the workers (eth-tester behind
+        # JSON-RPC; its journal replays the anchoring transactions after a restart).
+        chain_port = env.get("CHAIN_PORT", "8545")
+        journal = var_dir / "chain" / "journal.jsonl"
+        command = [python, "-m", "attribution.devchain", "--port", chain_port, "--journal", str(journal)]
+        children.append(("chain", subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)))
+        env["CHAIN_RPC_URL"] = f"http://127.0.0.1:{chain_port}"
+        env.setdefault("CHAIN_DEV_KEY_OK", "true")
+        log(f"local dev chain on {env['CHAIN_RPC_URL']}")
 
     def request_stop(signum, frame):
         nonlocal stopping
@@ -76,10 +86,15 @@ def main() -> int:
             subprocess.run([python, "manage.py", *step], cwd=BASE_DIR, check=True)
         commands = {
             "web": [python, "-m", "daphne", "-b", host, "-p", port, "modelfactory.asgi:application"],
+            # Light work (uploads, indexing, anchoring, answer scoring) never waits behind a training run.
             "worker": [
                 python, "-m", "celery", "-A", "modelfactory", "worker",
-                "-Q", "default,gpu", "--concurrency", env.get("WORKER_CONCURRENCY", "1"),
+                "-Q", "default", "--concurrency", env.get("WORKER_CONCURRENCY", "1"),
                 "--loglevel", "INFO", "--hostname", "local@%h",
+            ],
+            "gpu-worker": [
+                python, "-m", "celery", "-A", "modelfactory", "worker",
+                "-Q", "gpu", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "gpu@%h",
             ],
             "serving": [python, "-m", "serving.worker"],
         }  # fmt: skip

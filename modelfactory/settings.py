@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "datanets",
     "training",
     "serving",
+    "attribution",
 ]
 
 MIDDLEWARE = [
@@ -337,3 +338,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Attribution: retrieval indexes (files, one folder per Datanet; rebuilt from the
+# database when lost), influence sketches, rewards and anchoring.
+INDEX_ROOT = Path(env_str("INDEX_ROOT", str(MEDIA_ROOT / "index")))
+ATTRIBUTION_SKETCH_DIM = env_int("ATTRIBUTION_SKETCH_DIM", 1024, minimum=16, maximum=65536)
+CITATIONS_PER_ANSWER = env_int("CITATIONS_PER_ANSWER", 5, minimum=1, maximum=20)
+# Reward pool per epoch in base units (1 credit = 1,000,000 units).
+REWARD_POOL_PER_EPOCH = env_int("REWARD_POOL_PER_EPOCH", 1_000_000_000, minimum=0)
+# Chain: unset CHAIN_RPC_URL means an in-process eth-tester chain (`make run` starts a
+# shared local dev chain and points CHAIN_RPC_URL at it). A real RPC needs a key.
+CHAIN_RPC_URL = env_url("CHAIN_RPC_URL", schemes=("http", "https"))
+CHAIN_PRIVATE_KEY = env_str("CHAIN_PRIVATE_KEY", "")
+CHAIN_DEV_KEY_OK = env_bool("CHAIN_DEV_KEY_OK", not CHAIN_RPC_URL)
+CHAIN_TIMEOUT = env_int("CHAIN_TIMEOUT", 10, minimum=1)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from attribution.api import AnchorViewSet, ContributionAttributionViewSet, ConversationViewSet, RewardViewSet
 from datanets.api import DatanetViewSet
 from modelfactory import views
 from modelfactory.accounts.api import MeView
@@ -18,6 +19,10 @@ router.register("training/jobs", TrainingJobViewSet, basename="training-job")
 router.register("training/base-models", BaseModelViewSet, basename="base-model")
 router.register("models", ModelViewSet, basename="model")
 router.register("exports", ExportViewSet, basename="export")
+router.register("anchors", AnchorViewSet, basename="anchor")
+router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("contributions", ContributionAttributionViewSet, basename="contribution-attribution")
+router.register("rewards", RewardViewSet, basename="reward")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),
@@ -31,6 +36,7 @@ urlpatterns = [
     path("accounts/", include("modelfactory.accounts.urls")),
     path("datanets/", include("datanets.urls")),
     path("training/", include("training.urls")),
+    path("attribution/", include("attribution.urls")),
     path("models/", training_views.models_list, name="models"),
     path("chat/", serving_views.chat_index, name="chat-index"),
     path("chat/<str:model_id>/", serving_views.chat, name="chat"),

@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from modelfactory.api import ServiceError
 from serving import export
 from serving.models import MergedExport
 from serving.registry import ModelNotFound, resolve, usable_models
@@ -79,6 +80,37 @@ class ModelViewSet(viewsets.ViewSet):
                     archive.write(folder / name, name)
         buffer.seek(0)
         return FileResponse(buffer, as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip")
+
+    @extend_schema(request=dict, responses=dict)
+    @action(detail=True, methods=["post"])
+    def citations(self, request, pk=None):
+        """The records retrieved for {"query": "..."} from the Datanets this model was trained on,
+        limited to those the caller may read."""
+        from attribution import citations, client
+
+        ref = self._ref(pk)
+        query = request.data.get("query") if isinstance(request.data, dict) else None
+        if not isinstance(query, str) or not query.strip() or len(query) > 4000:
+            raise ValidationError({"query": "Give a question of 1 to 4,000 characters."})
+        k = request.data.get("k", 5)
+        if not isinstance(k, int) or not 1 <= k <= 20:
+            raise ValidationError({"k": "k is a whole number from 1 to 20."})
+        try:
+            hits = client.retrieve_sync(query, citations.citable_datanets(request.user, ref.id), k)
+        except client.RetrievalUnavailable as exc:
+            raise ServiceError(exc) from None
+        return Response({"model": ref.id, "citations": citations.hydrate(request.user, hits, query)})
+
+    @extend_schema(responses=dict)
+    @action(detail=True, methods=["get"])
+    def attribution(self, request, pk=None):
+        """Training-side influence of each contribution on this model (records the caller may read)."""
+        from attribution.services import model_scores
+
+        ref = self._ref(pk)
+        if not ref.adapter_path:
+            raise ValidationError({"model": "Base models have no training attribution."})
+        return Response({"model": ref.id, **model_scores(request.user, TrainingJob.objects.get(pk=int(pk[3:])))})
 
 
 def _export_status(job: MergedExport, request) -> dict:

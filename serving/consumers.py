@@ -8,7 +8,11 @@ import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from attribution import citations
+from attribution import client as retrieval
+from attribution.services import answers_group, start_answer_attribution
 from serving import client
 from serving.engine.engine import GenerationError
 from serving.models import Conversation, Message
@@ -27,12 +31,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ModelNotFound:
             await self.close()  # anonymous, forbidden or unknown: refused alike
             return
+        self.group = answers_group(self.scope["user"].pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.reply({"type": "ready", "model": self.model.id})
 
     async def disconnect(self, code):
         for task in getattr(self, "tasks", []):
             task.cancel()  # the stream's cleanup tells the worker to stop
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def answer_influence(self, event):
+        """'Influenced by' for an answer, already limited to what this user may read."""
+        await self.reply({k: v for k, v in event.items() if k != "type"} | {"type": "influence"})
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))
@@ -68,10 +80,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 sides.append(("base", base))
         history = await database_sync_to_async(conversation.history)()
         await self.reply({"type": "started", "conversation": conversation.pk, "sides": [s for s, _ in sides]})
+        sources = await self._citations(content, bool(message.get("ground")))
+        grounded = (
+            await database_sync_to_async(citations.grounded)(history, sources["items"]) if sources["used"] else history
+        )
         self.tasks = [
-            asyncio.create_task(self._answer(conversation, side, ref, history, params)) for side, ref in sides
-        ]
+            asyncio.create_task(self._answer(conversation, side, ref, grounded if side == "model" else history,
+                                             params, sources if side == "model" else None))
+            for side, ref in sides
+        ]  # fmt: skip
         return None
+
+    async def _citations(self, query: str, ground: bool) -> dict:
+        """Retrieve the top records for the question from the Datanets this viewer may read."""
+        user = self.scope["user"]
+        datanets = await database_sync_to_async(citations.citable_datanets)(user, self.model.id)
+        items, error = [], None
+        if datanets:
+            try:
+                hits = await retrieval.retrieve(query, datanets, settings.CITATIONS_PER_ANSWER)
+                items = await database_sync_to_async(citations.hydrate)(user, hits, query)
+            except retrieval.RetrievalUnavailable as exc:
+                error = str(exc)
+        elif not self.model.adapter_path:
+            error = "Base models are not trained on a Datanet, so there is nothing to cite."
+        sources = {"items": items, "used": ground and bool(items), "error": error}
+        await self.reply({"type": "citations", **sources})
+        return sources
 
     def _conversation(self, message, content, params) -> Conversation:
         user = self.scope["user"]
@@ -98,7 +133,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         base = BaseModel.objects.filter(source=self.model.base_source, enabled=True).first()
         return resolve(self.scope["user"], f"base-{base.pk}") if base else None
 
-    async def _answer(self, conversation, side, ref, history, params):
+    async def _answer(self, conversation, side, ref, history, params, sources=None):
         text, finish = "", "cancelled"
         try:
             async for event in client.stream(client.ChatRequest(ref, history, params)):
@@ -117,11 +152,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             finish = "cancelled"
         finally:
+            saved = None
             if text:
-                await database_sync_to_async(Message.objects.create)(
-                    conversation=conversation, role="assistant", side=side, content=text, finish_reason=finish
-                )
+                saved = await database_sync_to_async(self._save_answer)(conversation, side, text, finish, sources)
             try:
-                await self.reply({"type": "done", "side": side, "finish_reason": finish})
+                await self.reply({"type": "done", "side": side, "finish_reason": finish,
+                                  "message": saved.pk if saved else None})  # fmt: skip
             except Exception:  # the socket is already gone
                 pass
+
+    def _save_answer(self, conversation, side, text, finish, sources) -> Message:
+        message = Message.objects.create(
+            conversation=conversation, role="assistant", side=side, content=text, finish_reason=finish
+        )
+        if sources is not None:
+            citations.store(message, sources["items"], sources["used"])
+            if finish in ("stop", "length"):
+                start_answer_attribution(message)
+        return message

@@ -8,6 +8,9 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from attribution.citations import stored
+from attribution.services import answer_influence
+from datanets.access import visible_to
 from serving.models import Conversation
 from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
@@ -34,9 +37,14 @@ def chat(request, model_id: str):
     datasets = []
     if model.adapter_path:
         job = TrainingJob.objects.get(pk=int(model.id.split("-")[1]))
-        datasets = list(job.datasets.select_related("datanet", "version"))
+        # Pins of Datanets the viewer may not see stay hidden: not even their names or sizes.
+        datasets = list(job.datasets.filter(datanet__in=visible_to(request.user)).select_related("datanet", "version"))
+    history = list(current.messages.all()) if current else []
+    last = next((m for m in reversed(history) if m.role == "assistant" and m.side == "model"), None)
+    sources = {"message": last.pk, "citations": stored(request.user, last),
+               "influence": answer_influence(request.user, last)} if last else None  # fmt: skip
     context = {"model": model, "conversations": conversations, "current": current, "datasets": datasets,
-               "history": current.messages.all() if current else []}  # fmt: skip
+               "history": history, "sources": sources}  # fmt: skip
     return render(request, "serving/chat.html", context)
 
 

@@ -32,6 +32,10 @@ def main() -> int:
     from serving.engine import AdapterError, GenerationError, GenerationParams, Request, ServingEngine
 
     conn = redis.Redis.from_url(protocol.redis_url())
+    from attribution import service as retrieval_service
+
+    # Retrieval for citations runs beside generation, so a long batch never delays the sources.
+    retrieval_stopping = retrieval_service.start(redis.Redis.from_url(protocol.redis_url()))
     engines: dict[str, ServingEngine] = {}
     stopping = False
 
@@ -109,6 +113,7 @@ def main() -> int:
             log.exception("batch failed")
             for r in requests:
                 publish(r.id, {"type": "error", "status": 503, "message": f"The model server failed: {exc}"})
+    retrieval_stopping.set()
     log.info("serving worker stopped")
     return 0
 

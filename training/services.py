@@ -22,6 +22,7 @@ from modelfactory.jobs import JobStatus
 from modelfactory.notifications import notify_user
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
+from training.signals import job_succeeded
 
 LOG_LINES = 60
 
@@ -185,10 +186,15 @@ def claim(job: TrainingJob) -> bool:
     return False
 
 
-def records_for(job: TrainingJob):
-    for pin in job.datasets.all():
+def pinned_records(job: TrainingJob):
+    """(contribution id, record) for every record the job trains on, in training order."""
+    for pin in job.datasets.order_by("pk"):
         rows = Contribution.objects.filter(datanet=pin.datanet, status="accepted", log_index__lt=pin.size)
-        yield from rows.order_by("log_index").values_list("content", flat=True).iterator()
+        yield from rows.order_by("log_index").values_list("pk", "content").iterator()
+
+
+def records_for(job: TrainingJob):
+    return (content for _, content in pinned_records(job))
 
 
 def _send(job_id: int, message: dict) -> None:
@@ -222,6 +228,9 @@ def _finish(job: TrainingJob, status: str, message: str, **fields) -> None:
     _send(job.pk, {"type": "status", "status": status, "message": message})
     level = {"succeeded": "success", "failed": "error"}.get(status, "info")
     notify_user(job.owner_id, f"Training “{job.name}”: {message}", level)
+    if status == JobStatus.SUCCEEDED:
+        job.refresh_from_db()
+        job_succeeded.send(sender=TrainingJob, job=job)
 
 
 def run(job_id: int) -> str:

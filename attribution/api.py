@@ -1,0 +1,121 @@
+"""REST: conversations with their citations and influence, record and model
+attribution, reward epochs and the caller's ledger rows, anchors and verification."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from attribution import anchoring, rewards
+from attribution.access import readable_record, visible_anchors
+from attribution.citations import stored
+from attribution.models import ContributionInfluence, RewardEntry, RewardEpoch
+from attribution.services import answer_influence
+from serving.models import Conversation
+from training.services import visible_jobs
+
+
+def _anchor(a) -> dict:
+    return {"id": a.pk, "kind": a.kind, "ref": a.ref, "root": a.root, "status": a.status, "tx_hash": a.tx_hash or None,
+            "block_number": a.block_number, "chain_id": a.chain_id, "attempts": a.attempts,
+            "last_error": a.last_error if a.status == "pending" else ""}  # fmt: skip
+
+
+@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
+class AnchorViewSet(viewsets.ViewSet):
+    """Anchored roots; the detail recomputes the root from the database and checks the chain."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=dict)
+    def list(self, request):
+        return Response([_anchor(a) for a in visible_anchors(request.user)[:500]])
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        row = visible_anchors(request.user).filter(pk=int(pk) if str(pk).isdigit() else -1).first()
+        if row is None:
+            raise NotFound("No such anchor.")
+        return Response(_anchor(row) | {"verification": anchoring.verify(row)})
+
+    @extend_schema(responses=dict, parameters=[OpenApiParameter("root", str, required=True)])
+    @action(detail=False, methods=["get"])
+    def verify(self, request):
+        """Verify by root: ?root=<64 hex chars>."""
+        root = request.query_params.get("root", "").lower().removeprefix("0x")
+        if len(root) != 64 or any(c not in "0123456789abcdef" for c in root):
+            raise ValidationError({"root": "A root is 64 hexadecimal characters."})
+        row = visible_anchors(request.user).filter(root=root).first()
+        if row is None:
+            raise NotFound("No anchored root matches; it was never recorded here or you may not see it.")
+        return Response(_anchor(row) | {"verification": anchoring.verify(row)})
+
+
+@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
+class ConversationViewSet(viewsets.ViewSet):
+    """The caller's conversations; each answer with its stored citations and influence."""
+
+    def _messages(self, request, conversation) -> list[dict]:
+        out = []
+        for m in conversation.messages.all():
+            data = {"id": m.pk, "role": m.role, "side": m.side, "content": m.content, "finish_reason": m.finish_reason,
+                    "created": m.created_at.isoformat()}  # fmt: skip
+            if m.role == "assistant" and m.side == "model":
+                data["citations"] = stored(request.user, m)
+                data["influence"] = answer_influence(request.user, m)
+            out.append(data)
+        return out
+
+    @extend_schema(responses=dict)
+    def list(self, request):
+        rows = Conversation.objects.filter(user=request.user)[:200]
+        return Response([{"id": c.pk, "model": c.model_id, "title": c.title, "updated": c.updated_at.isoformat()}
+                         for c in rows])  # fmt: skip
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        conversation = Conversation.objects.filter(user=request.user, pk=int(pk) if str(pk).isdigit() else -1).first()
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        return Response({"id": conversation.pk, "model": conversation.model_id, "title": conversation.title,
+                         "messages": self._messages(request, conversation)})  # fmt: skip
+
+
+@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
+class ContributionAttributionViewSet(viewsets.ViewSet):
+    """A record's influence on the models the caller may see."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        row = readable_record(request.user, int(pk) if str(pk).isdigit() else -1)
+        scores = ContributionInfluence.objects.filter(contribution=row, run__job__in=visible_jobs(request.user))
+        return Response({
+            "contribution": row.pk, "datanet": row.datanet.slug, "contributor": row.contributor.get_username(),
+            "models": [{"model": f"mf-{s.run.job_id}", "method": s.run.method, "score": s.score,
+                        "data_versions": s.run.data_versions} for s in scores.select_related("run")],
+            "answers_influenced": row.answer_influences.count(),
+        })  # fmt: skip
+
+
+class RewardViewSet(viewsets.ViewSet):
+    """Closed epochs (public totals and roots) and the caller's own ledger rows with proofs."""
+
+    @extend_schema(responses=dict)
+    def list(self, request):
+        epochs = RewardEpoch.objects.filter(status="closed").select_related("anchor")[:200]
+        return Response([{"epoch": e.number, "pool": e.pool, "distributed": e.distributed, "withheld": e.withheld,
+                          "answers": e.answers, "root": e.root, "ends_at": e.ends_at.isoformat(),
+                          "anchor": _anchor(e.anchor) if hasattr(e, "anchor") else None} for e in epochs])  # fmt: skip
+
+    @extend_schema(responses=dict)
+    @action(detail=False, methods=["get"])
+    def mine(self, request):
+        entries = RewardEntry.objects.filter(contributor=request.user).select_related("epoch")
+        return Response([{"epoch": e.epoch.number, "influence": e.influence, "reputation": e.reputation,
+                          "gross": e.gross, "penalty": e.penalty, "amount": e.amount,
+                          "proof": rewards.entry_proof(e.epoch, e)} for e in entries])  # fmt: skip

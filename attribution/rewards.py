@@ -1,0 +1,145 @@
+"""Reward epochs: a pool split across contributors in proportion to their positive
+influence on answers, less reputation penalties, written as a ledger whose rows are
+the leaves of a Merkle tree (the same RFC 9162 module as Datanet versions).
+
+Credit: every scored answer hands out one unit of credit, split across the
+contributions that influenced it in proportion to their combined scores; a
+contributor's credit is the sum over their contributions. Each contributor's share
+of the pool is credit / total credit (largest-remainder rounding, so the shares sum
+to the pool exactly). Penalty: contributors whose reputation (credit-weighted over
+the Datanets the credit came from) is under REPUTATION_FLOOR lose that fraction of
+their share, (floor − reputation) / floor; withheld units roll into the next epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from attribution.models import AnswerInfluence, RewardEntry, RewardEpoch
+from datanets import merkle
+from datanets.models import ContributorStanding, reputation
+
+REPUTATION_FLOOR = 0.5
+
+
+class RewardError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def open_epoch() -> RewardEpoch:
+    epoch = RewardEpoch.objects.filter(status=RewardEpoch.Status.OPEN).order_by("number").first()
+    if epoch is None:
+        last = RewardEpoch.objects.order_by("-number").first()
+        epoch = RewardEpoch.objects.create(number=(last.number + 1) if last else 1, starts_at=timezone.now())
+    return epoch
+
+
+def credits(since, until) -> tuple[dict[int, Decimal], dict[int, dict[int, Decimal]], int]:
+    """(credit per contributor, credit per contributor per Datanet, answers counted)."""
+    per_answer: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
+    rows = AnswerInfluence.objects.filter(
+        created_at__gte=since, created_at__lt=until, score__gt=0, answer__status="succeeded"
+    ).values_list("answer_id", "contribution__contributor_id", "contribution__datanet_id", "score")
+    for answer_id, user_id, datanet_id, score in rows:
+        per_answer[answer_id].append((user_id, datanet_id, score))
+    total: dict[int, Decimal] = defaultdict(Decimal)
+    by_datanet: dict[int, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for parts in per_answer.values():
+        norm = Decimal(repr(sum(s for _, _, s in parts)))
+        for user_id, datanet_id, score in parts:
+            share = Decimal(repr(score)) / norm
+            total[user_id] += share
+            by_datanet[user_id][datanet_id] += share
+    return dict(total), by_datanet, len(per_answer)
+
+
+def split(pool: int, weights: dict[int, Decimal]) -> dict[int, int]:
+    """Largest-remainder split of an integer pool; ties go to the lower id."""
+    whole = sum(weights.values())
+    if not weights or whole <= 0:
+        return {}
+    exact = {k: Decimal(pool) * w / whole for k, w in weights.items()}
+    shares = {k: int(v) for k, v in exact.items()}
+    left = pool - sum(shares.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - shares[k]), k))[:left]:
+        shares[k] += 1
+    return shares
+
+
+def _reputation(user_id: int, by_datanet: dict[int, Decimal]) -> float:
+    standings = {
+        s.datanet_id: reputation(s.accepted, s.rejected, s.malicious)
+        for s in ContributorStanding.objects.filter(user_id=user_id, datanet_id__in=by_datanet)
+    }
+    whole = sum(by_datanet.values())
+    return float(sum(w * Decimal(repr(standings.get(d, 0.5))) for d, w in by_datanet.items()) / whole)
+
+
+def leaf(epoch_number: int, entry: RewardEntry) -> bytes:
+    """The bytes a ledger leaf commits to."""
+    data = {"epoch": epoch_number, "index": entry.index, "contributor": entry.contributor_id,
+            "wallet": entry.wallet, "amount": entry.amount, "gross": entry.gross, "penalty": entry.penalty}  # fmt: skip
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def ledger_root(epoch: RewardEpoch) -> str:
+    """The epoch's root recomputed from its ledger rows as they are stored now."""
+    entries = epoch.entries.order_by("index")
+    return merkle.root([merkle.leaf_hash(leaf(epoch.number, e)) for e in entries]).hex()
+
+
+def close_epoch(pool: int | None = None) -> RewardEpoch:
+    """Close the open epoch: split its pool, write the ledger and its root, anchor the root."""
+    from attribution.anchoring import anchor_epoch
+    from modelfactory.accounts.models import Wallet
+
+    if pool is not None and (not isinstance(pool, int) or pool < 0 or pool > 10**30):
+        raise RewardError("The pool is a whole number of base units, 0 or more.")
+    with transaction.atomic():
+        epoch = RewardEpoch.objects.select_for_update().get(pk=open_epoch().pk)
+        now = timezone.now()
+        previous = RewardEpoch.objects.filter(number__lt=epoch.number).order_by("-number").first()
+        epoch.pool = (
+            pool if pool is not None else settings.REWARD_POOL_PER_EPOCH + (previous.withheld if previous else 0)
+        )
+        total, by_datanet, answers = credits(epoch.starts_at, now)
+        gross = split(epoch.pool, total)
+        wallets = dict(
+            Wallet.objects.filter(user_id__in=gross).order_by("-linked_at").values_list("user_id", "address")
+        )
+        entries = []
+        for index, user_id in enumerate(sorted(gross)):
+            rep = _reputation(user_id, by_datanet[user_id])
+            rate = max(0.0, (REPUTATION_FLOOR - rep) / REPUTATION_FLOOR)
+            penalty = int(gross[user_id] * Decimal(repr(rate)))
+            entries.append(
+                RewardEntry(epoch=epoch, contributor_id=user_id, wallet=wallets.get(user_id, ""),
+                            influence=float(total[user_id]), reputation=rep, gross=gross[user_id], penalty=penalty,
+                            amount=gross[user_id] - penalty, index=index)
+            )  # fmt: skip
+        RewardEntry.objects.bulk_create(entries)
+        epoch.distributed = sum(e.amount for e in entries)
+        epoch.withheld = epoch.pool - epoch.distributed
+        epoch.answers, epoch.ends_at, epoch.status = answers, now, RewardEpoch.Status.CLOSED
+        epoch.root = merkle.root([merkle.leaf_hash(leaf(epoch.number, e)) for e in entries]).hex()
+        epoch.save()
+        RewardEpoch.objects.create(number=epoch.number + 1, starts_at=now)
+        anchor_epoch(epoch)
+    return epoch
+
+
+def entry_proof(epoch: RewardEpoch, entry: RewardEntry) -> dict:
+    leaves = [merkle.leaf_hash(leaf(epoch.number, e)) for e in epoch.entries.order_by("index")]
+    return {
+        "epoch": epoch.number, "root": epoch.root, "tree_size": len(leaves), "leaf_index": entry.index,
+        "leaf": leaf(epoch.number, entry).decode(), "leaf_hash": leaves[entry.index].hex(),
+        "proof": [p.hex() for p in merkle.inclusion_proof(entry.index, leaves)],
+    }  # fmt: skip

@@ -1,0 +1,60 @@
+"""The retrieval service: a thread in `python -m serving.worker` answering queries
+from web processes (which never import torch). Queries name the Datanets to search;
+the web side decides which ones the viewer may read before asking."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+log = logging.getLogger("attribution.service")
+MAX_K = 50
+
+
+def answer(request: dict) -> dict:
+    from attribution.engine import retrieval
+    from attribution.indexing import index_folder
+
+    query = str(request.get("query", ""))[:4000]
+    k = max(1, min(int(request.get("k", 5)), MAX_K))
+    indexes = {}
+    for datanet_id in request.get("datanets", []):
+        folder = index_folder(int(datanet_id))
+        if (folder / "CURRENT").exists():
+            indexes[int(datanet_id)] = retrieval.load(folder)
+    if not indexes or not query.strip():
+        return {"hits": []}
+    started = time.perf_counter()
+    vector = retrieval.default_embedder().encode([query])[0]
+    hits = retrieval.search(indexes, query, vector, k=k)
+    return {
+        "hits": [{"id": h.id, "datanet": h.datanet, "score": h.score, "bm25": h.bm25, "dense": h.dense} for h in hits],
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+def serve(conn, stopping: threading.Event) -> None:
+    from attribution import protocol
+
+    while not stopping.is_set():
+        item = conn.brpop(protocol.REQUESTS, timeout=1)
+        if item is None:
+            continue
+        try:
+            request = json.loads(item[1])
+            reply = answer(request)
+        except Exception as exc:  # a bad request or a broken index: the caller gets a message
+            log.exception("retrieval failed")
+            reply, request = {"error": f"Retrieval failed: {exc}"}, locals().get("request") or {}
+        if isinstance(request, dict) and request.get("id"):
+            key = protocol.reply_key(str(request["id"]))
+            conn.rpush(key, json.dumps(reply))
+            conn.expire(key, protocol.REPLY_TTL)
+
+
+def start(conn) -> threading.Event:
+    stopping = threading.Event()
+    threading.Thread(target=serve, args=(conn, stopping), name="retrieval", daemon=True).start()
+    return stopping
