@@ -37,6 +37,9 @@ class Citation(models.Model):
         ordering = ["message", "rank"]
         constraints = [models.UniqueConstraint(fields=["message", "contribution"], name="one_citation_per_record")]
 
+    def __str__(self) -> str:
+        return f"#{self.contribution_id} cited by message {self.message_id}"
+
 
 class TrainingAttribution(Job):
     """Proof of Attribution, training side: one run per trained model."""
@@ -63,6 +66,9 @@ class ContributionInfluence(models.Model):
         ordering = ["-score"]
         constraints = [models.UniqueConstraint(fields=["run", "contribution"], name="one_score_per_run")]
 
+    def __str__(self) -> str:
+        return f"#{self.contribution_id}: {self.score:.4g}"
+
 
 class AnswerAttribution(Job):
     """Proof of Attribution, answer side, for one assistant message."""
@@ -86,6 +92,9 @@ class AnswerInfluence(models.Model):
     class Meta:
         ordering = ["-score"]
         constraints = [models.UniqueConstraint(fields=["answer", "contribution"], name="one_influence_per_answer")]
+
+    def __str__(self) -> str:
+        return f"#{self.contribution_id} → answer {self.answer_id}: {self.score:.3f}"
 
 
 class RewardEpoch(models.Model):
@@ -129,6 +138,9 @@ class RewardEntry(models.Model):
             models.UniqueConstraint(fields=["epoch", "contributor"], name="one_entry_per_contributor"),
             models.UniqueConstraint(fields=["epoch", "index"], name="unique_entry_index"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.contributor} in epoch {self.epoch_id}: {self.amount}"
 
 
 class Anchor(models.Model):

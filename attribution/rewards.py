@@ -38,7 +38,10 @@ def open_epoch() -> RewardEpoch:
     epoch = RewardEpoch.objects.filter(status=RewardEpoch.Status.OPEN).order_by("number").first()
     if epoch is None:
         last = RewardEpoch.objects.order_by("-number").first()
-        epoch = RewardEpoch.objects.create(number=(last.number + 1) if last else 1, starts_at=timezone.now())
+        # The first epoch covers everything scored so far; later ones start where the last ended.
+        first = AnswerInfluence.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        starts = last.ends_at if last else min(filter(None, [first, timezone.now()]))
+        epoch = RewardEpoch.objects.create(number=(last.number + 1) if last else 1, starts_at=starts)
     return epoch
 
 

