@@ -9,10 +9,8 @@ and a lost folder is rebuilt by the next sync (`manage.py sync_indexes`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -47,18 +45,6 @@ def index_folder(datanet_id: int) -> Path:
     return Path(settings.INDEX_ROOT) / str(int(datanet_id))
 
 
-@contextmanager
-def _writer(folder: Path):
-    """One writer per Datanet index across processes and hosts sharing the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".sync.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def sync_index(datanet_id: int, batch: int = 256) -> IndexState | None:
     """Embed newly accepted records, drop ones no longer accepted, save a new generation."""
     from attribution.engine.retrieval import DatanetIndex, default_embedder
@@ -68,8 +54,7 @@ def sync_index(datanet_id: int, batch: int = 256) -> IndexState | None:
         shutil.rmtree(index_folder(datanet_id), ignore_errors=True)
         return None
     folder = index_folder(datanet_id)
-    with _writer(folder):
-        index = DatanetIndex.open(folder)
+    with DatanetIndex.writer(folder, datanet_id) as index:  # one writer per Datanet across processes
         present = set(index.ids())
         accepted = dict(
             Contribution.objects.filter(datanet=datanet, status=Contribution.Status.ACCEPTED).values_list(
