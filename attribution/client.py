@@ -37,7 +37,7 @@ async def retrieve(query: str, datanets: list[int], k: int, timeout: float = TIM
     if not datanets:
         return []
     request_id, payload = _request(query, datanets, k)
-    conn = aioredis.Redis.from_url(redis_url())
+    conn = aioredis.Redis.from_url(redis_url(), socket_timeout=timeout + 5)
     try:
         await conn.lpush(protocol.REQUESTS, payload)
         return _result(await conn.blpop([protocol.reply_key(request_id)], timeout=timeout))
@@ -53,7 +53,7 @@ def retrieve_sync(query: str, datanets: list[int], k: int, timeout: float = TIME
     if not datanets:
         return []
     request_id, payload = _request(query, datanets, k)
-    conn = redis.Redis.from_url(redis_url())
+    conn = redis.Redis.from_url(redis_url(), socket_timeout=timeout + 5)
     try:
         conn.lpush(protocol.REQUESTS, payload)
         return _result(conn.blpop([protocol.reply_key(request_id)], timeout=timeout))

@@ -55,19 +55,17 @@ def sync_index(datanet_id: int, batch: int = 256) -> IndexState | None:
         return None
     folder = index_folder(datanet_id)
     with DatanetIndex.writer(folder, datanet_id) as index:  # one writer per Datanet across processes
-        present = set(index.ids())
-        accepted = dict(
-            Contribution.objects.filter(datanet=datanet, status=Contribution.Status.ACCEPTED).values_list(
-                "pk", "content"
-            )
-        )
-        stale = sorted(present - accepted.keys())
-        new = sorted(accepted.keys() - present)
+        present = index.texts()
+        rows = Contribution.objects.filter(datanet=datanet, status=Contribution.Status.ACCEPTED)
+        accepted = {pk: record_text(datanet.schema, content) for pk, content in rows.values_list("pk", "content")}
+        stale = sorted(present.keys() - accepted.keys())
+        # new ids, and ids whose text differs (a restored database can reuse ids)
+        new = sorted(pk for pk, text in accepted.items() if present.get(pk) != text)
         if stale:
             index.remove(stale)
         for start in range(0, len(new), batch):
             ids = new[start : start + batch]
-            texts = [record_text(datanet.schema, accepted[i]) for i in ids]
+            texts = [accepted[i] for i in ids]
             index.upsert(ids, texts, default_embedder().encode(texts))
         generation = index.save() if (stale or new or not index.generation) else index.generation
     state, _ = IndexState.objects.update_or_create(

@@ -73,7 +73,7 @@ class ContributionInfluence(models.Model):
 class AnswerAttribution(Job):
     """Proof of Attribution, answer side, for one assistant message."""
 
-    message = models.OneToOneField("serving.Message", on_delete=models.CASCADE, related_name="attribution")
+    chat_message = models.OneToOneField("serving.Message", on_delete=models.CASCADE, related_name="attribution")
     run = models.ForeignKey(TrainingAttribution, on_delete=models.SET_NULL, null=True, related_name="answers")
     method = models.CharField(max_length=60, blank=True)
 

@@ -117,7 +117,7 @@ def start_answer_attribution(message) -> AnswerAttribution | None:
     if prefix != "mf" or message.role != "assistant" or message.side != "model":
         return None
     run = TrainingAttribution.objects.filter(job_id=int(number)).first()
-    answer = AnswerAttribution.objects.create(message=message, run=run)
+    answer = AnswerAttribution.objects.create(chat_message=message, run=run)
     transaction.on_commit(lambda: answer_attribution_task.apply_async((answer.pk,), queue="default"))
     return answer
 
@@ -133,20 +133,22 @@ def run_answer_attribution(answer_id: int) -> str:
     from attribution.engine.influence import AnswerScorer, combine, gradient_scores
     from attribution.engine.spans import SpanIndex, span_scores
 
-    answer = AnswerAttribution.objects.select_related("message__conversation", "run__job__base_model").get(pk=answer_id)
+    answer = AnswerAttribution.objects.select_related("chat_message__conversation", "run__job__base_model").get(
+        pk=answer_id
+    )
     if not answer.claim():
         return "not claimed"
-    run = answer.run or TrainingAttribution.objects.filter(job_id=answer.message.conversation.model_id[3:]).first()
+    run = answer.run or TrainingAttribution.objects.filter(job_id=answer.chat_message.conversation.model_id[3:]).first()
     if run is None or run.status != JobStatus.SUCCEEDED:
         answer.finish(JobStatus.FAILED, "The model's training attribution is not ready yet, so answers are not scored.")
         return JobStatus.FAILED
-    folder, text = Path(run.folder), answer.message.content
+    folder, text = Path(run.folder), answer.chat_message.content
     matches = SpanIndex.load(folder / SPANS_FILE).match(text)
     spans = span_scores(matches, text)
     ids = np.load(folder / SKETCH_IDS_FILE).tolist()
     sketches = dict(zip(ids, np.load(folder / SKETCHES_FILE), strict=True))
     scorer = AnswerScorer(run.job.base_model.source, run.job.adapter_dir, run.sketch_dim, run.sketch_seed)
-    grads = gradient_scores(scorer.sketch(_prompt(answer.message), text), sketches)
+    grads = gradient_scores(scorer.sketch(_prompt(answer.chat_message), text), sketches)
     combined = combine(spans, grads)
     top = sorted(((s, pk) for pk, s in combined.items() if s > 0), reverse=True)[:ANSWER_TOP]
     AnswerInfluence.objects.bulk_create(
@@ -172,7 +174,7 @@ def answer_influence(user, message) -> dict:
     """'Influenced by' for one answer, only records the viewer may read."""
     from attribution.citations import item
 
-    answer = AnswerAttribution.objects.filter(message=message).first()
+    answer = AnswerAttribution.objects.filter(chat_message=message).first()
     if answer is None:
         return {"status": "none", "items": []}
     rows = (
@@ -185,11 +187,11 @@ def answer_influence(user, message) -> dict:
              grad_score=round(r.grad_score, 4), answer_spans=[s[:2] for s in r.spans])
         for r in rows
     ]  # fmt: skip
-    return {"status": answer.status, "message": answer.message, "items": items}
+    return {"status": answer.status, "note": answer.message, "items": items}
 
 
 def _push_influence(answer: AnswerAttribution) -> None:
-    message = answer.message
+    message = answer.chat_message
     user = message.conversation.user
-    payload = {"type": "answer.influence", "message": message.pk, **answer_influence(user, message)}
+    payload = {"type": "answer.influence", **answer_influence(user, message), "message": message.pk}
     async_to_sync(get_channel_layer().group_send)(answers_group(user.pk), payload)

@@ -119,7 +119,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_py_url], "capacity": 1000, "expiry": 60},
+            # redis-py 8 times reads out after 5 s by default, the same as channels_redis's blocking
+            # receive: under load the client gave up first and the consumer died. Give reads slack.
+            "CONFIG": {"hosts": [{"address": _redis_py_url, "socket_timeout": 30}], "capacity": 1000, "expiry": 60},
         }
     }
     CELERY_BROKER_URL = _broker_url

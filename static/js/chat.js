@@ -57,7 +57,7 @@
   function showInfluence(data) {
     const list = $("influence-list"); list.replaceChildren();
     (data.items || []).forEach((i) => list.appendChild(entry(i, "influence")));
-    const words = { queued: "Scoring…", running: "Scoring…", failed: data.message, none: "" };
+    const words = { queued: "Scoring…", running: "Scoring…", failed: data.note, none: "" };
     $("influence-status").textContent = data.items && data.items.length ? "" : (words[data.status] ?? "No contribution you may read influenced this answer.");
   }
   function busy(on) { $("send").disabled = on; $("stop").disabled = !on; }

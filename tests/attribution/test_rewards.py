@@ -33,7 +33,7 @@ def influenced(make_datanet, accepted, make_user, user):
     conversation = Conversation.objects.create(user=user, model_id="mf-1")
     for parts in ([(c1, 0.6), (d1, 0.2)], [(c1, 0.5)]):
         message = Message.objects.create(conversation=conversation, role="assistant", content="An answer.")
-        answer = AnswerAttribution.objects.create(message=message, status="succeeded")
+        answer = AnswerAttribution.objects.create(chat_message=message, status="succeeded")
         for row, score in parts:
             AnswerInfluence.objects.create(answer=answer, contribution=row, score=score)
     return {"carol": carol, "dave": dave, "datanet": datanet}
