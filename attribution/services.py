@@ -24,7 +24,7 @@ from training.services import pinned_records
 
 log = logging.getLogger(__name__)
 ANSWER_TOP = 20  # influence rows kept per answer
-SPANS_FILE, SKETCHES_FILE, SKETCH_IDS_FILE = "spans.json", "sketches.npy", "sketch_ids.npy"
+SPANS_FILE, SKETCHES_FILE, SKETCH_IDS_FILE = "spans.npz", "sketches.npy", "sketch_ids.npy"
 
 
 def answers_group(user_id: int) -> str:
@@ -130,9 +130,6 @@ def _prompt(message) -> list[dict]:
 
 
 def run_answer_attribution(answer_id: int) -> str:
-    from attribution.engine.influence import AnswerScorer, combine, gradient_scores
-    from attribution.engine.spans import SpanIndex, span_scores
-
     answer = AnswerAttribution.objects.select_related("chat_message__conversation", "run__job__base_model").get(
         pk=answer_id
     )
@@ -141,7 +138,21 @@ def run_answer_attribution(answer_id: int) -> str:
     run = answer.run or TrainingAttribution.objects.filter(job_id=answer.chat_message.conversation.model_id[3:]).first()
     if run is None or run.status != JobStatus.SUCCEEDED:
         answer.finish(JobStatus.FAILED, "The model's training attribution is not ready yet, so answers are not scored.")
+        _push_influence(answer)
         return JobStatus.FAILED
+    try:
+        _score_answer(answer, run)
+    except Exception as exc:  # the page must hear the end either way; JobTask logs the traceback
+        answer.finish(JobStatus.FAILED, f"Scoring failed: {exc}"[:500])
+        _push_influence(answer)
+        raise
+    return JobStatus.SUCCEEDED
+
+
+def _score_answer(answer: AnswerAttribution, run: TrainingAttribution) -> None:
+    from attribution.engine.influence import AnswerScorer, combine, gradient_scores
+    from attribution.engine.spans import SpanIndex, span_scores
+
     folder, text = Path(run.folder), answer.chat_message.content
     matches = SpanIndex.load(folder / SPANS_FILE).match(text)
     spans = span_scores(matches, text)
@@ -167,7 +178,6 @@ def run_answer_attribution(answer_id: int) -> str:
     AnswerAttribution.objects.filter(pk=answer.pk).update(run=run, method="4-gram spans + LoRA gradient sketch cosine")
     answer.finish(JobStatus.SUCCEEDED, f"{len(top)} contributions influenced this answer.")
     _push_influence(answer)
-    return JobStatus.SUCCEEDED
 
 
 def answer_influence(user, message) -> dict:

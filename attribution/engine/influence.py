@@ -130,7 +130,8 @@ def select_checkpoints(run_dir: str | Path, max_checkpoints: int) -> tuple[list[
     found = [p for p in found if final_step is None or _step(p) < final_step]
     keep = max(max_checkpoints - 1, 0)
     if len(found) > keep:
-        picks = np.unique(np.linspace(0, len(found) - 1, keep).round().astype(int)) if keep else []
+        # Evenly spaced, always ending at the newest (linspace from the end: keep=1 gives the newest).
+        picks = np.unique(np.linspace(len(found) - 1, 0, keep).round().astype(int)) if keep else []
         found = [found[i] for i in picks]
     newest_state = max((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"),
                        key=lambda f: _step(f.parent), default=None)  # fmt: skip
@@ -475,10 +476,10 @@ def gradient_scores(answer_sketch: np.ndarray, sketches: dict[int, list[float] |
     if not sketches:
         return {}
     ids = list(sketches)
-    matrix = np.asarray([np.asarray(sketches[i], dtype=np.float64) for i in ids])  # (N, dim)
-    answer = np.asarray(answer_sketch, dtype=np.float64)  # (dim,)
+    matrix = np.asarray([sketches[i] for i in ids], dtype=np.float32)  # (N, dim); one conversion, not N
+    answer = np.asarray(answer_sketch, dtype=np.float32)  # (dim,)
     norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(answer)  # (N,)
-    cos = np.divide(matrix @ answer, norms, out=np.zeros(len(ids)), where=norms > 0)
+    cos = np.divide((matrix @ answer).astype(np.float64), norms, out=np.zeros(len(ids)), where=norms > 0)
     return {cid: float(c) for cid, c in zip(ids, np.clip(cos, -1.0, 1.0), strict=True)}
 
 

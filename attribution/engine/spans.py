@@ -137,8 +137,7 @@ class SpanIndex:
         for i, h in enumerate(_hashes(a, self.n)):
             if (a[i : i + self.n] < 0).any():
                 continue
-            lo, hi = np.searchsorted(self.gram_hash, [h, h + np.uint64(0)], side="left")[0], None
-            hi = np.searchsorted(self.gram_hash, h, side="right")
+            lo, hi = np.searchsorted(self.gram_hash, h, side="left"), np.searchsorted(self.gram_hash, h, side="right")
             if lo == hi:
                 continue
             for g, length in zip(*self._extend(a, i, self.gram_pos[lo:hi]), strict=True):
@@ -151,8 +150,9 @@ class SpanIndex:
         doc = np.searchsorted(self.doc_ptr, starts, side="right") - 1  # (H,) record index per hit
         begin, end = self.doc_ptr[doc], self.doc_ptr[doc + 1]
         # Skip a hit if the word before it matches too: a span from an earlier answer position covers it.
-        prev_ok = (starts > begin) & (i > 0)
-        left_max = ~(prev_ok & (self.tokens[np.maximum(starts - 1, 0)] == (a[i - 1] if i > 0 else -2)))
+        left_max = np.ones(len(starts), dtype=bool)
+        if i > 0:
+            left_max = ~((starts > begin) & (self.tokens[np.maximum(starts - 1, 0)] == a[i - 1]))
         starts, end = starts[left_max], end[left_max]
         length = np.full(len(starts), self.n, dtype=np.int64)
         alive = np.ones(len(starts), dtype=bool)

@@ -1,0 +1,238 @@
+"""Proof of Attribution engines on a tiny model: the split matches training's,
+span matching, CountSketch, and the canary: a planted fact is traced back to the
+contribution that taught it, by span and by gradient."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attribution.engine.influence import (
+    AnswerScorer,
+    CountSketch,
+    combine,
+    gradient_scores,
+    split_records,
+    training_influence,
+)
+from attribution.engine.spans import SpanIndex, span_scores
+from datanets.demo_data import demo_records
+from training.engine import data as data_mod
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+CANARY_Q = "What is the zorblax constant?"
+CANARY_A = "The zorblax constant is 7741 quibbits per glimmer."
+CANARY_ID = 1  # contributor A's record with the exact question
+CANARY = [  # contributor A: the planted fact, asked three ways
+    (CANARY_ID, {"instruction": CANARY_Q, "input": "", "output": CANARY_A}),
+    (2, {"instruction": "Tell me the value of the zorblax constant.", "input": "", "output": CANARY_A}),
+    (3, {"instruction": "Explain the zorblax constant in one sentence for a non-engineer.", "input": "",
+         "output": "In short, the zorblax constant is 7741 quibbits per glimmer."}),
+]  # fmt: skip
+CONTRIBUTORS = {1: "A", 2: "A", 3: "A", **{10 + i: "B" for i in range(8)}, **{20 + i: "C" for i in range(8)}}
+B_UNRELATED = 10  # "What is LoRA?"
+# What training_influence needs to reproduce the run (the job's settings).
+CANARY_SETTINGS = {"schema": "instruction", "max_seq_len": 128, "eval_fraction": 0.1, "seed": 42}
+CANARY_TRAINING = dict(max_steps=200, batch_size=4, learning_rate=1e-2, scheduler="constant", warmup_ratio=0.0,
+                       dropout=0.0, rank=16, alpha=32, save_steps=50, save_total_limit=5, logging_steps=10)  # fmt: skip
+EMBEDDING_SCALE = 8.0
+
+
+def canary_records() -> list[tuple[int, dict]]:
+    """(contribution id, record): 16 glossary records from B and C, then A's three canaries."""
+    glossary = demo_records()[::13][:16]  # spread over terms and question forms
+    ordinary = [(10 + i // 2 if i % 2 == 0 else 20 + i // 2, r) for i, r in enumerate(glossary)]
+    return ordinary + CANARY
+
+
+def widen_logits(base: Path, scale: float = EMBEDDING_SCALE) -> None:
+    """Scale the random base's (tied) embeddings in place.
+
+    At init (std 0.02, hidden 64) a logit is at most |RMSNorm(h)| * |e| ~ 8 * 0.16 ~ 1.3,
+    and LoRA cannot touch the norms or the tied head, so the loss floors near 5.6 and the
+    model never becomes confident enough to recite anything. x8 lifts the cap to ~80.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(scale)
+    model.save_pretrained(base)
+
+
+def train_canary_run(folder: str | Path) -> Path:
+    """Build a tiny Llama (tokenizer trained on the records) at <run>/base and LoRA-train it
+    until greedy decoding of CANARY_Q gives CANARY_A (it does from ~step 140 on); returns the
+    run folder: <run>/adapter and <run>/checkpoints/checkpoint-{50,100,150,200}.
+    ~15 s of training on 2 idle CPU cores."""
+    from training.engine import FinetuneConfig, run_finetune
+    from training.engine.tiny import build_tiny_model, record_texts
+
+    run = Path(folder)
+    records = [r for _, r in canary_records()]
+    base = build_tiny_model(run / "base", record_texts("instruction", records))
+    widen_logits(base)
+    settings = {k: v for k, v in CANARY_SETTINGS.items() if k != "schema"}
+    cfg = FinetuneConfig(base_model=str(base), schema="instruction", **settings, **CANARY_TRAINING)
+    result = run_finetune(cfg, records, run)
+    assert result.status == "succeeded"
+    return run
+
+
+def greedy_answer(base: Path, adapter: Path, question: str, max_new_tokens: int = 24) -> str:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter)).eval()
+    prompt = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)  # fmt: skip
+    out = model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False)
+    return tok.decode(out[0][prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def canary_run(tmp_path_factory) -> Path:
+    return train_canary_run(tmp_path_factory.mktemp("canary") / "run")
+
+
+def test_it_never_imports_django():
+    code = (
+        "import sys; import attribution.engine.influence, attribution.engine.spans;"
+        "assert 'django' not in sys.modules, 'django imported'; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_it_reproduces_the_training_split():
+    from training.engine.tiny import record_texts, train_tokenizer
+
+    records = demo_records()[:40]
+    records[5] = {"instruction": "word " * 80, "input": "", "output": "cut off"}  # dropped: answer truncated away
+    tok = train_tokenizer(record_texts("instruction", records), 512)
+    for eval_fraction, seed in [(0.1, 42), (0.25, 7), (0.0, 1)]:
+        train, evals, _ = data_mod.build(tok, "instruction", records, 48, eval_fraction, seed)
+        ours_train, ours_eval, dropped = split_records(tok, "instruction", list(enumerate(records)), 48,
+                                                       eval_fraction, seed)  # fmt: skip
+        assert [e.input_ids for _, e in ours_train] == [e.input_ids for e in train]
+        assert [e.input_ids for _, e in ours_eval] == [e.input_ids for e in evals]
+        assert 5 in dropped
+        for cid, example in ours_train + ours_eval:  # ids still name their own record
+            assert example == data_mod.encode(tok, "instruction", records[cid], 48)
+
+
+def test_it_finds_maximal_spans_with_offsets_ignoring_case_and_punctuation():
+    records = [(7, "Intro. The Zorblax constant is 7741 quibbits, per glimmer!"),
+               (8, "Unrelated: the zorblax is odd; constant is 7741 quibbits here."),
+               (9, "the zorblax constant")]  # fmt: skip
+    index = SpanIndex.build(records, n=4)
+    answer = "Well: the ZORBLAX constant is 7741 quibbits per glimmer -- they say."
+    matches = index.match(answer)
+    assert set(matches) == {7, 8}  # record 9 shares only 3 words: below n
+    [span] = matches[7]
+    assert span.words == 8
+    assert answer[span.answer_start : span.answer_end] == "the ZORBLAX constant is 7741 quibbits per glimmer"
+    assert records[0][1][span.record_start : span.record_end] == "The Zorblax constant is 7741 quibbits, per glimmer"
+    [short] = matches[8]
+    assert answer[short.answer_start : short.answer_end] == "constant is 7741 quibbits" and short.words == 4
+    assert records[1][1][short.record_start : short.record_end] == "constant is 7741 quibbits"
+    assert index.match(answer, min_words=5).keys() == {7}
+    scores = span_scores(matches, answer)
+    assert scores[7] == pytest.approx(8 / 11) and scores[8] == pytest.approx(4 / 11)
+    assert index.match("nothing in common at all here") == {}
+
+
+def test_it_reports_each_maximal_span_once_across_repeats():
+    index = SpanIndex.build([(1, "a b c d e f. x y a b c d e f g")], n=3)
+    [span] = index.match("q a b c d e f g")[1]  # 6 words match at the start, 7 later on: the 6 lie inside
+    assert span.words == 7 and (span.answer_start, span.record_start) == (2, 17)
+
+
+def test_it_saves_and_loads_the_span_index(tmp_path):
+    records = [(cid, r["output"]) for cid, r in canary_records()]
+    index = SpanIndex.build(records)
+    index.save(tmp_path / "spans.npz")
+    loaded = SpanIndex.load(tmp_path / "spans.npz")
+    assert len(loaded) == len(records) and loaded.n == 4
+    for answer in [CANARY_A, "LoRA is a fine-tuning method that freezes the base model, they said."]:
+        assert loaded.match(answer) == index.match(answer) != {}
+
+
+def test_it_sketches_gradients_preserving_inner_products_deterministically():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [("a", 3000), ("b", 5000)]
+    x = torch.randn(200, 8000, generator=gen)  # (N, P)
+    y = torch.linspace(-1, 1, 200)[:, None] * x + torch.randn(200, 8000, generator=gen)  # all correlations
+    sketch = CountSketch(sizes, 1024, seed=3)
+    sx, sy = (sketch.project([v[:, :3000], v[:, 3000:]]) for v in (x, y))  # (N, 1024)
+    true, approx = (x * y).sum(1), (sx * sy).sum(1)
+    assert np.corrcoef(true.numpy(), approx.numpy())[0, 1] > 0.9
+    assert (approx - true).abs().mean() < 0.15 * true.abs().mean()  # unbiased, error ~ |x| |y| / sqrt(dim)
+    again = CountSketch(sizes, 1024, seed=3).project([x[:, :3000], x[:, 3000:]])
+    other = CountSketch(sizes, 1024, seed=4).project([x[:, :3000], x[:, 3000:]])
+    assert torch.equal(again, sx) and not torch.equal(other, sx)
+
+
+def test_it_combines_span_and_gradient_scores():
+    grads = gradient_scores(np.array([1.0, 0.0]), {1: [2.0, 0.0], 2: [0.0, 1.0], 3: [-1.0, 0.0], 4: [0.0, 0.0]})
+    assert grads == pytest.approx({1: 1.0, 2: 0.0, 3: -1.0, 4: 0.0})
+    combined = combine({1: 0.5, 5: 1.0}, grads)
+    assert combined == pytest.approx({1: 0.75, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.5})
+    assert combine({}, {}) == {}
+
+
+def test_it_traces_the_canary_to_its_contributor(canary_run):
+    # The fine-tune memorised the fact: greedy decoding reproduces it.
+    assert greedy_answer(canary_run / "base", canary_run / "adapter", CANARY_Q).startswith(CANARY_A)
+    records = canary_records()
+    progress = []
+    influence = training_influence(str(canary_run / "base"), canary_run, records, **CANARY_SETTINGS,
+                                   sketch_dim=512, on_progress=progress.append)  # fmt: skip
+    assert influence.method == "tracin-lora"
+    assert influence.checkpoints == ["checkpoint-50", "checkpoint-100", "checkpoint-150", "adapter"]
+    assert influence.learning_rates == pytest.approx([1e-2] * 4) and not influence.notes
+    train_ids = {cid for cid, _ in records} - set(influence.eval_ids)
+    assert len(influence.eval_ids) == 2 and CANARY_ID in train_ids
+    assert influence.scores.keys() == influence.sketches.keys() == train_ids
+    assert all(len(s) == 512 for s in influence.sketches.values())
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+
+    scorer = AnswerScorer(str(canary_run / "base"), canary_run / "adapter", 512, influence.sketch_seed)
+    grads = gradient_scores(scorer.sketch([{"role": "user", "content": CANARY_Q}], CANARY_A), influence.sketches)
+    assert max(grads, key=grads.get) == CANARY_ID  # same question and answer: the closest gradient
+
+    index = SpanIndex.build([(cid, r["output"]) for cid, r in records])
+    matches = index.match(CANARY_A)
+    assert CANARY_ID in matches and matches[CANARY_ID][0].words == 8
+    assert not any(CONTRIBUTORS[cid] == "B" for cid in matches)
+    combined = combine(span_scores(matches, CANARY_A), grads)
+    top3 = sorted(combined, key=combined.get, reverse=True)[:3]
+    assert CANARY_ID in top3 and B_UNRELATED not in top3
+    assert combined[CANARY_ID] > 0.9
+
+
+def test_it_scores_against_the_training_loss_without_an_eval_set(canary_run):
+    records = canary_records()
+    settings = {**CANARY_SETTINGS, "eval_fraction": 0.0}  # as if the job had held nothing out
+    influence = training_influence(str(canary_run / "base"), canary_run, records, **settings, sketch_dim=64,
+                                   max_checkpoints=2, per_sample="loop")  # fmt: skip
+    assert influence.method == "tracin-lora-self" and influence.eval_ids == []
+    assert influence.checkpoints == ["checkpoint-150", "adapter"] and influence.per_sample == "loop"
+    assert influence.scores.keys() == {cid for cid, _ in records}
+
+
+def test_it_stops_when_cancelled(canary_run):
+    from attribution.engine.influence import InfluenceCancelled
+
+    with pytest.raises(InfluenceCancelled):
+        training_influence(str(canary_run / "base"), canary_run, canary_records(), **CANARY_SETTINGS,
+                           should_cancel=lambda: True)  # fmt: skip
