@@ -7,7 +7,7 @@ import pytest
 from datanets.demo_data import demo_records
 from datanets.models import Membership, Role
 from tests.datanets.conftest import accepted, make_datanet, roles  # noqa: F401  (shared fixtures)
-from tests.serving.conftest import serving_base, serving_worker  # noqa: F401
+from tests.serving.conftest import make_adapters, serving_base, serving_worker  # noqa: F401
 from training.models import BaseModel, TrainingDataset, TrainingJob
 
 
@@ -21,13 +21,14 @@ def corpus(make_datanet, accepted, make_user, user):  # noqa: F811
     private = make_datanet(slug="secret-lab", visibility="private", owner=make_user("powner"))
     Membership.objects.create(datanet=private, user=dave, role=Role.CONTRIBUTOR)
     Membership.objects.create(datanet=private, user=user, role=Role.VIEWER)
-    accepted(private, [{"instruction": "What is the quorvex protocol?", "input": "",
-                        "output": "The quorvex protocol seals lab notebooks with a blue wax stamp."}], contributor=dave)  # fmt: skip
+    secret = {"instruction": "What is the quorvex protocol?", "input": "",
+              "output": "The quorvex protocol seals lab notebooks with a blue wax stamp."}  # fmt: skip
+    accepted(private, [secret], contributor=dave)
     return {"public": public, "private": private, "carol": carol, "dave": dave}
 
 
 @pytest.fixture
-def trained_model(corpus, user, serving_base, make_adapters):
+def trained_model(corpus, user, serving_base, make_adapters):  # noqa: F811
     """A succeeded job of alice's that trained on both Datanets (an adapter from the serving fixtures)."""
     (adapter,) = make_adapters(1)
     base = BaseModel.objects.create(name="Tiny", source=serving_base, methods=["lora"], context_length=1024)
@@ -46,6 +47,3 @@ def indexed(corpus):
     for key in ("public", "private"):
         sync_index(corpus[key].pk)
     return corpus
-
-
-from tests.serving.conftest import make_adapters  # noqa: E402,F401
