@@ -2,7 +2,8 @@
 
 Starts an embedded Redis (when REDIS_URL is unset), migrates, seeds the demo,
 then runs daphne (HTTP + websockets), a local dev chain (when CHAIN_RPC_URL is
-unset), Celery workers for the `default` and `gpu` queues and the serving worker. Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
+unset), Celery workers for the `default` and `gpu` queues and the serving worker.
+Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
 free of Django imports: the children load Django, this process only supervises.
 """
 

@@ -13,7 +13,7 @@ import websockets
 from attribution.models import Citation
 from datanets.models import Membership
 from serving.models import Message
-from tests.conftest import login_cookie, run_async
+from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "What is the quorvex protocol?"
@@ -101,3 +101,22 @@ def test_bad_citation_requests_get_clear_errors(indexed, trained_model, user, cl
         response = client.post(url, body, "application/json")
         assert response.status_code == 400, body
     assert client.post(url, "{not json", "application/json").status_code == 400
+
+
+@pytest.mark.browser
+def test_a_person_sees_the_sources_panel_in_the_browser(page, live_url, serving_worker, indexed, trained_model, user):
+    sign_in(page, live_url, "alice")
+    page.goto(f"{live_url}/chat/mf-{trained_model.pk}/")
+    page.check("#ground")
+    page.fill("#question", SECRET)
+    page.get_by_role("button", name="Send").click()
+    first = page.locator("#cite-list li").first
+    first.wait_for(timeout=60_000)
+    assert "Secret Lab" in first.inner_text() and "used in the prompt" in first.inner_text()
+    marks = [m.lower() for m in first.locator("mark").all_inner_texts()]
+    assert "quorvex" in " ".join(marks)  # the matched words are highlighted
+    page.wait_for_function("!document.getElementById('send').disabled", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "chat-sources.png"), full_page=True)
+    page.reload()  # stored with the message: the panel comes back after a reload
+    page.locator("#cite-list li").first.wait_for(timeout=10_000)
+    assert "Secret Lab" in page.locator("#cite-list").inner_text()
