@@ -34,6 +34,8 @@ bench: $(VENV)/.runtime
 	$(PY) bench/ingest.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serving.py
+	$(PY) bench/retrieval.py
+	$(PY) bench/attribution.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts
