@@ -104,11 +104,12 @@ class SpanIndex:
     def save(self, path: str | Path) -> None:
         """One .npz of plain arrays (the vocabulary as a unicode array): loads without pickle."""
         vocab = sorted(self.vocab, key=self.vocab.get)
-        np.savez_compressed(
-            path, format=np.array([FORMAT, self.n]), vocab=np.array(vocab, dtype=str), record_ids=self.record_ids,
-            doc_ptr=self.doc_ptr, tokens=self.tokens, offsets=self.offsets, gram_hash=self.gram_hash,
-            gram_pos=self.gram_pos,
-        )  # fmt: skip
+        with open(path, "wb") as f:  # a file object: savez would append ".npz" to a bare path
+            np.savez_compressed(
+                f, format=np.array([FORMAT, self.n]), vocab=np.array(vocab, dtype=str), record_ids=self.record_ids,
+                doc_ptr=self.doc_ptr, tokens=self.tokens, offsets=self.offsets, gram_hash=self.gram_hash,
+                gram_pos=self.gram_pos,
+            )  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> SpanIndex:

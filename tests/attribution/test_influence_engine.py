@@ -38,8 +38,10 @@ CONTRIBUTORS = {1: "A", 2: "A", 3: "A", **{10 + i: "B" for i in range(8)}, **{20
 B_UNRELATED = 10  # "What is LoRA?"
 # What training_influence needs to reproduce the run (the job's settings).
 CANARY_SETTINGS = {"schema": "instruction", "max_seq_len": 128, "eval_fraction": 0.1, "seed": 42}
-CANARY_TRAINING = dict(max_steps=200, batch_size=4, learning_rate=1e-2, scheduler="constant", warmup_ratio=0.0,
-                       dropout=0.0, rank=16, alpha=32, save_steps=50, save_total_limit=5, logging_steps=10)  # fmt: skip
+# lr 5e-3: memorised by step 100-200 for every split seed tried (1, 3, 5, 7, 11, 42; eval 0.1 or 0) and
+# stays so; at 1e-2 some seeds never get there (Adam overshoots with the widened logits).
+CANARY_TRAINING = dict(max_steps=240, batch_size=4, learning_rate=5e-3, scheduler="constant", warmup_ratio=0.0,
+                       dropout=0.0, rank=16, alpha=32, save_steps=60, save_total_limit=5, logging_steps=10)  # fmt: skip
 EMBEDDING_SCALE = 8.0
 
 
@@ -55,7 +57,7 @@ def widen_logits(base: Path, scale: float = EMBEDDING_SCALE) -> None:
 
     At init (std 0.02, hidden 64) a logit is at most |RMSNorm(h)| * |e| ~ 8 * 0.16 ~ 1.3,
     and LoRA cannot touch the norms or the tied head, so the loss floors near 5.6 and the
-    model never becomes confident enough to recite anything. x8 lifts the cap to ~80.
+    model never becomes confident enough to recite anything. x8 lifts the cap to ~10.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -68,8 +70,8 @@ def widen_logits(base: Path, scale: float = EMBEDDING_SCALE) -> None:
 
 def train_canary_run(folder: str | Path) -> Path:
     """Build a tiny Llama (tokenizer trained on the records) at <run>/base and LoRA-train it
-    until greedy decoding of CANARY_Q gives CANARY_A (it does from ~step 140 on); returns the
-    run folder: <run>/adapter and <run>/checkpoints/checkpoint-{50,100,150,200}.
+    until greedy decoding of CANARY_Q gives CANARY_A (with seed 42, from step ~150 on); returns
+    the run folder: <run>/adapter and <run>/checkpoints/checkpoint-{60,120,180,240}.
     ~15 s of training on 2 idle CPU cores."""
     from training.engine import FinetuneConfig, run_finetune
     from training.engine.tiny import build_tiny_model, record_texts
@@ -158,8 +160,9 @@ def test_it_reports_each_maximal_span_once_across_repeats():
 def test_it_saves_and_loads_the_span_index(tmp_path):
     records = [(cid, r["output"]) for cid, r in canary_records()]
     index = SpanIndex.build(records)
-    index.save(tmp_path / "spans.npz")
-    loaded = SpanIndex.load(tmp_path / "spans.npz")
+    index.save(tmp_path / "spans.idx")
+    assert [p.name for p in tmp_path.iterdir()] == ["spans.idx"]  # the name given, nothing appended
+    loaded = SpanIndex.load(tmp_path / "spans.idx")
     assert len(loaded) == len(records) and loaded.n == 4
     for answer in [CANARY_A, "LoRA is a fine-tuning method that freezes the base model, they said."]:
         assert loaded.match(answer) == index.match(answer) != {}
@@ -198,8 +201,8 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     influence = training_influence(str(canary_run / "base"), canary_run, records, **CANARY_SETTINGS,
                                    sketch_dim=512, on_progress=progress.append)  # fmt: skip
     assert influence.method == "tracin-lora"
-    assert influence.checkpoints == ["checkpoint-50", "checkpoint-100", "checkpoint-150", "adapter"]
-    assert influence.learning_rates == pytest.approx([1e-2] * 4) and not influence.notes
+    assert influence.checkpoints == ["checkpoint-60", "checkpoint-120", "checkpoint-180", "adapter"]
+    assert influence.learning_rates == pytest.approx([5e-3] * 4) and not influence.notes
     train_ids = {cid for cid, _ in records} - set(influence.eval_ids)
     assert len(influence.eval_ids) == 2 and CANARY_ID in train_ids
     assert influence.scores.keys() == influence.sketches.keys() == train_ids
@@ -209,6 +212,10 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     scorer = AnswerScorer(str(canary_run / "base"), canary_run / "adapter", 512, influence.sketch_seed)
     grads = gradient_scores(scorer.sketch([{"role": "user", "content": CANARY_Q}], CANARY_A), influence.sketches)
     assert max(grads, key=grads.get) == CANARY_ID  # same question and answer: the closest gradient
+    assert {CONTRIBUTORS[cid] for cid in sorted(grads, key=grads.get)[-3:]} == {"A"}  # the fact's three records
+    other = scorer.sketch([{"role": "user", "content": "What is LoRA?"}], "LoRA is a fine-tuning method.")
+    other_grads = gradient_scores(other, influence.sketches)
+    assert max(other_grads, key=other_grads.get) == B_UNRELATED  # a different answer points elsewhere
 
     index = SpanIndex.build([(cid, r["output"]) for cid, r in records])
     matches = index.match(CANARY_A)
@@ -226,7 +233,7 @@ def test_it_scores_against_the_training_loss_without_an_eval_set(canary_run):
     influence = training_influence(str(canary_run / "base"), canary_run, records, **settings, sketch_dim=64,
                                    max_checkpoints=2, per_sample="loop")  # fmt: skip
     assert influence.method == "tracin-lora-self" and influence.eval_ids == []
-    assert influence.checkpoints == ["checkpoint-150", "adapter"] and influence.per_sample == "loop"
+    assert influence.checkpoints == ["checkpoint-180", "adapter"] and influence.per_sample == "loop"
     assert influence.scores.keys() == {cid for cid, _ in records}
 
 
