@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from attribution import rewards
-from attribution.models import AnswerAttribution, RewardEntry, TrainingAttribution
+from attribution.models import AnswerAttribution, IndexState, RewardEntry, TrainingAttribution
 from datanets.models import Contribution, Membership, Role
 from tests.attribution.test_influence_engine import (
     CANARY,
@@ -80,6 +80,10 @@ def test_a_planted_fact_is_traced_to_its_contributor_and_rewarded(
     wait_until(lambda: TrainingJob.objects.get(pk=job.pk).is_final, timeout=300)
     job.refresh_from_db()
     assert job.status == "succeeded", job.message
+
+    # accepted records were indexed by the worker as each version was cut
+    total = Contribution.objects.filter(datanet=datanet).count()
+    wait_until(lambda: IndexState.objects.filter(datanet=datanet, records=total).exists(), timeout=120)
 
     # the training side runs by itself after the job, on the gpu queue
     wait_until(lambda: TrainingAttribution.objects.filter(job=job, status__in=["succeeded", "failed"]).exists(), 300)
