@@ -31,6 +31,8 @@ from typing import Any
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.middleware import request_formatters, result_formatters
 
+from attribution.engine.chain import keep_recursion_limit
+
 MAX_BODY = 1 << 20  # 1 MiB: anchoring requests are tiny
 REFUSED_PREFIXES = ("eth_sendTransaction", "evm_", "testing_", "personal_")
 
@@ -67,7 +69,8 @@ class DevChain:
     """The chain, its lock (eth-tester is not thread-safe) and the journal of accepted raw txs."""
 
     def __init__(self, journal: Path | None) -> None:
-        self.provider = EthereumTesterProvider()
+        with keep_recursion_limit():  # it parses JSON bodies from the network
+            self.provider = EthereumTesterProvider()
         self.lock = threading.Lock()
         self.journal = journal
         self.replayed = self._replay() if journal else 0

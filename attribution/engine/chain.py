@@ -31,6 +31,7 @@ account (``DEV_PRIVATE_KEY``) is funded, as it is on the devchain (``python -m a
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -162,18 +163,32 @@ _tester: _LockedTesterProvider | None = None
 _tester_lock = threading.Lock()
 
 
+@contextmanager
+def keep_recursion_limit() -> Iterator[None]:
+    """py-evm and py_ecc raise the process's recursion limit to 100,000 on import. In a web
+    process that turns a deeply nested JSON upload from a RecursionError into a segfault of
+    the C stack, so the limit goes back to what it was: plain data transactions never recurse."""
+    limit = sys.getrecursionlimit()
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def in_process_provider() -> EthereumTesterProvider:
     """The process-wide in-process chain (created on first use: genesis takes ~1 s)."""
     global _tester
     with _tester_lock:
         if _tester is None:
-            _tester = _LockedTesterProvider()
+            with keep_recursion_limit():
+                _tester = _LockedTesterProvider()
         return _tester
 
 
 def _tester_errors() -> tuple[type[BaseException], ...]:
     # In-process, eth-tester raises its validation errors directly instead of returning RPC errors.
-    from eth_tester.exceptions import TransactionFailed, ValidationError
+    with keep_recursion_limit():
+        from eth_tester.exceptions import TransactionFailed, ValidationError
 
     return (ValidationError, TransactionFailed)
 

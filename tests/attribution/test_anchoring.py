@@ -4,6 +4,7 @@ ANCHORED, idempotent retries, a down or refusing chain, verification against the
 from __future__ import annotations
 
 import socket
+import sys
 
 import pytest
 
@@ -32,7 +33,10 @@ def closed_port() -> int:
 
 
 def test_it_anchors_a_version_root_and_verifies_it(version_anchor, client):
+    limit = sys.getrecursionlimit()
     anchor = anchoring.attempt(version_anchor.pk)
+    # py-evm raises the limit to 100,000 on import; a hostile nested JSON upload would then segfault
+    assert sys.getrecursionlimit() == limit
     assert anchor.status == Anchor.Status.ANCHORED and anchor.tx_hash.startswith("0x") and anchor.block_number
     result = anchoring.verify(anchor)
     assert result["ok"], result["problems"]
