@@ -30,7 +30,7 @@ class AnchorViewSet(viewsets.ViewSet):
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses=dict)
+    @extend_schema(operation_id="anchors_list", responses=dict)
     def list(self, request):
         return Response([_anchor(a) for a in visible_anchors(request.user)[:500]])
 
@@ -69,7 +69,7 @@ class ConversationViewSet(viewsets.ViewSet):
             out.append(data)
         return out
 
-    @extend_schema(responses=dict)
+    @extend_schema(operation_id="conversations_list", responses=dict)
     def list(self, request):
         rows = Conversation.objects.filter(user=request.user)[:200]
         return Response([{"id": c.pk, "model": c.model_id, "title": c.title, "updated": c.updated_at.isoformat()}
@@ -105,7 +105,7 @@ class ContributionAttributionViewSet(viewsets.ViewSet):
 class RewardViewSet(viewsets.ViewSet):
     """Closed epochs (public totals and roots) and the caller's own ledger rows with proofs."""
 
-    @extend_schema(responses=dict)
+    @extend_schema(operation_id="rewards_list", responses=dict)
     def list(self, request):
         epochs = RewardEpoch.objects.filter(status="closed").select_related("anchor")[:200]
         return Response([{"epoch": e.number, "pool": e.pool, "distributed": e.distributed, "withheld": e.withheld,

@@ -43,7 +43,7 @@ def start_training_attribution(job: TrainingJob) -> TrainingAttribution:
     ]
     run, created = TrainingAttribution.objects.get_or_create(job=job, defaults={"data_versions": versions})
     if created:
-        transaction.on_commit(lambda: training_attribution_task.apply_async((run.pk,), queue="gpu"))
+        transaction.on_commit(lambda: training_attribution_task.apply_async((run.pk,), queue="attribution"))
     return run
 
 

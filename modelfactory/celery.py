@@ -14,5 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelfactory.settings")
 
 app = Celery("modelfactory")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("default", routing_key="default"), Queue("gpu", routing_key="gpu"))
+app.conf.task_queues = (
+    Queue("default", routing_key="default"),
+    Queue("gpu", routing_key="gpu"),
+    Queue("attribution", routing_key="attribution"),  # influence scoring after training (GPU hosts)
+)
 app.autodiscover_tasks()

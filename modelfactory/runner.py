@@ -95,7 +95,7 @@ def main() -> int:
             ],
             "gpu-worker": [
                 python, "-m", "celery", "-A", "modelfactory", "worker",
-                "-Q", "gpu", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "gpu@%h",
+                "-Q", "gpu,attribution", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "gpu@%h",
             ],
             "serving": [python, "-m", "serving.worker"],
         }  # fmt: skip

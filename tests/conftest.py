@@ -144,14 +144,14 @@ def live_url(server_pool, transactional_db) -> str:
 
 
 class Worker:
-    """A real Celery worker process (prefork, concurrency 1) on queues default and gpu."""
+    """A real Celery worker process (prefork, concurrency 1), by default on queues default and gpu."""
 
-    def __init__(self, name: str, **extra_env: str):
+    def __init__(self, name: str, queues: str = "default,gpu", **extra_env: str):
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"celery-{name}.log"
         self.name = f"{name}-{os.getpid()}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "modelfactory", "worker", "-Q", "default,gpu",
+            [sys.executable, "-m", "celery", "-A", "modelfactory", "worker", "-Q", queues,
              "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{self.name}@%h", "--without-mingle",
              "--without-gossip"],
             cwd=BASE_DIR, env=child_env(**extra_env), stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
@@ -187,8 +187,8 @@ def extra_worker(django_db_setup):
     """Start more workers (with their own environment) for one test; stopped after it."""
     started = []
 
-    def start(name: str, **env: str) -> Worker:
-        started.append(Worker(name, **env))
+    def start(name: str, queues: str = "default,gpu", **env: str) -> Worker:
+        started.append(Worker(name, queues, **env))
         return started[-1]
 
     yield start

@@ -70,9 +70,10 @@ async def ask(live_url, model_id: str, user) -> tuple[str, dict]:
 
 
 def test_a_planted_fact_is_traced_to_its_contributor_and_rewarded(
-    live_url, celery_worker_process, serving_worker, canary_datanet, canary_base, user
+    live_url, celery_worker_process, extra_worker, serving_worker, canary_datanet, canary_base, user
 ):
     datanet, people = canary_datanet
+    extra_worker("attribution", queues="attribution")  # as a GPU host runs `-Q gpu,attribution`
     cfg = services.config_from("custom", {**CANARY_TRAINING, "max_steps": 400, "max_seq_len": 128, "eval_fraction": 0,
                                           "schema": "instruction", "seed": 42}, canary_base)  # fmt: skip
     job = services.start_job(user, name="canary", base_model=canary_base, datanets=[datanet], cfg=cfg,
