@@ -21,7 +21,7 @@ def test_the_app_is_configured_for_safe_delivery():
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert {q.name for q in conf.task_queues} == {"default", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"default", "gpu", "attribution"}
 
 
 @pytest.mark.django_db(transaction=True)

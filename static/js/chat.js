@@ -63,8 +63,8 @@
   function busy(on) { $("send").disabled = on; $("stop").disabled = !on; }
   function connect() {
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + app.dataset.wsUrl);
-    ws.onopen = () => say("");
-    ws.onclose = () => { say("Disconnected; reconnecting…"); busy(false); setTimeout(connect, 2000); };
+    ws.onopen = () => { say(""); busy(false); };  // Send stays disabled until the socket is open
+    ws.onclose = () => { say("Disconnected; reconnecting…"); busy(false); $("send").disabled = true; setTimeout(connect, 2000); };
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "started") {
