@@ -8,7 +8,7 @@ import uuid
 
 from attribution import protocol
 
-TIMEOUT = 30  # the first query loads the embedding model in the worker
+TIMEOUT = 90  # the first query loads the embedding model in the worker (seconds on a busy CPU)
 
 
 class RetrievalUnavailable(RuntimeError):

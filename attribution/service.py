@@ -37,12 +37,7 @@ def answer(request: dict) -> dict:
 
 def serve(conn, stopping: threading.Event) -> None:
     from attribution import protocol
-    from attribution.engine import retrieval
 
-    try:  # load the embedding model now, not on the first question
-        retrieval.default_embedder().encode(["warm up"])
-    except Exception:
-        log.exception("could not load the embedding model; retrieval requests will report it")
     while not stopping.is_set():
         item = conn.brpop(protocol.REQUESTS, timeout=1)
         if item is None:

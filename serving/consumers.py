@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -19,6 +20,7 @@ from serving.models import Conversation, Message
 from serving.registry import ModelNotFound, resolve
 
 MAX_MESSAGE = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -154,7 +156,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             saved = None
             if text:
-                saved = await database_sync_to_async(self._save_answer)(conversation, side, text, finish, sources)
+                try:
+                    saved = await database_sync_to_async(self._save_answer)(conversation, side, text, finish, sources)
+                except Exception:  # the page must still hear "done"; the log keeps the cause
+                    log.exception("could not store the answer")
             try:
                 await self.reply({"type": "done", "side": side, "finish_reason": finish,
                                   "message": saved.pk if saved else None})  # fmt: skip

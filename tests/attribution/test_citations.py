@@ -111,11 +111,11 @@ def test_a_person_sees_the_sources_panel_in_the_browser(page, live_url, serving_
     page.fill("#question", SECRET)
     page.get_by_role("button", name="Send").click()
     first = page.locator("#cite-list li").first
-    first.wait_for(timeout=60_000)
+    first.wait_for(timeout=180_000)
     assert "Secret Lab" in first.inner_text() and "used in the prompt" in first.inner_text()
     marks = [m.lower() for m in first.locator("mark").all_inner_texts()]
     assert "quorvex" in " ".join(marks)  # the matched words are highlighted
-    page.wait_for_function("!document.getElementById('send').disabled", timeout=60_000)
+    page.wait_for_function("!document.getElementById('send').disabled", timeout=180_000)
     page.screenshot(path=str(ARTIFACTS / "chat-sources.png"), full_page=True)
     page.reload()  # stored with the message: the panel comes back after a reload
     page.locator("#cite-list li").first.wait_for(timeout=10_000)

@@ -91,7 +91,7 @@ def test_a_person_chats_in_the_browser(page, live_url, serving_worker, model_set
     page.goto(f"{live_url}/chat/mf-{job.pk}/")
     page.fill("#question", "What is LoRA?")
     page.get_by_role("button", name="Send").click()
-    page.wait_for_function("!document.getElementById('send').disabled", timeout=60_000)
+    page.wait_for_function("!document.getElementById('send').disabled", timeout=180_000)  # a hang guard
     answers = page.locator(".bubble.assistant")
     assert answers.count() == 1
     page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
