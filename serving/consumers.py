@@ -155,7 +155,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             finish = "cancelled"
         finally:
             saved = None
-            if text:
+            # an empty answer is still kept when it had sources, so they come back after a reload
+            if text or (sources and sources["items"] and finish in ("stop", "length")):
                 try:
                     saved = await database_sync_to_async(self._save_answer)(conversation, side, text, finish, sources)
                 except Exception:  # the page must still hear "done"; the log keeps the cause
