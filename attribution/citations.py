@@ -11,6 +11,7 @@ from __future__ import annotations
 from attribution.indexing import record_text
 from datanets.access import readable_by
 from datanets.models import Contribution
+from serving.registry import job_id
 from training.models import TrainingDataset
 
 EXCERPT_CHARS = 300
@@ -19,10 +20,10 @@ GROUNDING_CHARS = 1200
 
 def model_datanet_ids(model_id: str) -> list[int]:
     """The Datanets a model was trained on (none for a base model)."""
-    prefix, _, number = model_id.partition("-")
-    if prefix != "mf" or not number.isdigit():
+    job = job_id(model_id)
+    if job is None:
         return []
-    return list(TrainingDataset.objects.filter(job_id=int(number)).values_list("datanet_id", flat=True))
+    return list(TrainingDataset.objects.filter(job_id=job).values_list("datanet_id", flat=True))
 
 
 def citable_datanets(user, model_id: str) -> list[int]:
@@ -32,10 +33,8 @@ def citable_datanets(user, model_id: str) -> list[int]:
 
 def hydrate(user, hits: list[dict], query: str, answer: str = "") -> list[dict]:
     """Hits from the retrieval worker → citation items, dropping anything the viewer may not read."""
-
-    readable = set(readable_by(user).values_list("pk", flat=True))
     rows = Contribution.objects.filter(
-        pk__in=[h["id"] for h in hits], status=Contribution.Status.ACCEPTED, datanet_id__in=readable
+        pk__in=[h["id"] for h in hits], status=Contribution.Status.ACCEPTED, datanet__in=readable_by(user)
     ).select_related("datanet", "contributor")
     by_id = {row.pk: row for row in rows}
     items = []

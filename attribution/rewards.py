@@ -93,10 +93,13 @@ def leaf(epoch_number: int, entry: RewardEntry) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
+def leaf_hashes(epoch_number: int, entries) -> list[bytes]:
+    return [merkle.leaf_hash(leaf(epoch_number, e)) for e in entries]
+
+
 def ledger_root(epoch: RewardEpoch) -> str:
     """The epoch's root recomputed from its ledger rows as they are stored now."""
-    entries = epoch.entries.order_by("index")
-    return merkle.root([merkle.leaf_hash(leaf(epoch.number, e)) for e in entries]).hex()
+    return merkle.root(leaf_hashes(epoch.number, epoch.entries.order_by("index"))).hex()
 
 
 def close_epoch(pool: int | None = None) -> RewardEpoch:
@@ -132,7 +135,7 @@ def close_epoch(pool: int | None = None) -> RewardEpoch:
         epoch.distributed = sum(e.amount for e in entries)
         epoch.withheld = epoch.pool - epoch.distributed
         epoch.answers, epoch.ends_at, epoch.status = answers, now, RewardEpoch.Status.CLOSED
-        epoch.root = merkle.root([merkle.leaf_hash(leaf(epoch.number, e)) for e in entries]).hex()
+        epoch.root = merkle.root(leaf_hashes(epoch.number, entries)).hex()
         epoch.save()
         RewardEpoch.objects.create(number=epoch.number + 1, starts_at=now)
         anchor_epoch(epoch)
@@ -140,7 +143,7 @@ def close_epoch(pool: int | None = None) -> RewardEpoch:
 
 
 def entry_proof(epoch: RewardEpoch, entry: RewardEntry) -> dict:
-    leaves = [merkle.leaf_hash(leaf(epoch.number, e)) for e in epoch.entries.order_by("index")]
+    leaves = leaf_hashes(epoch.number, epoch.entries.order_by("index"))
     return {
         "epoch": epoch.number, "root": epoch.root, "tree_size": len(leaves), "leaf_index": entry.index,
         "leaf": leaf(epoch.number, entry).decode(), "leaf_hash": leaves[entry.index].hex(),

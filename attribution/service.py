@@ -44,10 +44,13 @@ def serve(conn, stopping: threading.Event) -> None:
             continue
         try:
             request = json.loads(item[1])
+        except ValueError:
+            continue  # not ours: nobody waits for a reply
+        try:
             reply = answer(request)
         except Exception as exc:  # a bad request or a broken index: the caller gets a message
             log.exception("retrieval failed")
-            reply, request = {"error": f"Retrieval failed: {exc}"}, locals().get("request") or {}
+            reply = {"error": f"Retrieval failed: {exc}"}
         if isinstance(request, dict) and request.get("id"):
             key = protocol.reply_key(str(request["id"]))
             conn.rpush(key, json.dumps(reply))

@@ -18,6 +18,7 @@ from attribution.models import AnswerAttribution, AnswerInfluence, ContributionI
 from datanets.access import readable_by
 from modelfactory.jobs import JobStatus
 from modelfactory.notifications import notify_user
+from serving.registry import job_id
 from training.engine.config import FinetuneConfig
 from training.models import TrainingJob
 from training.services import pinned_records
@@ -113,10 +114,10 @@ def model_scores(user, job: TrainingJob) -> dict:
 def start_answer_attribution(message) -> AnswerAttribution | None:
     from attribution.tasks import answer_attribution_task
 
-    prefix, _, number = message.conversation.model_id.partition("-")
-    if prefix != "mf" or message.role != "assistant" or message.side != "model":
+    job = job_id(message.conversation.model_id)
+    if job is None or message.role != "assistant" or message.side != "model":
         return None
-    run = TrainingAttribution.objects.filter(job_id=int(number)).first()
+    run = TrainingAttribution.objects.filter(job_id=job).first()
     answer = AnswerAttribution.objects.create(chat_message=message, run=run)
     transaction.on_commit(lambda: answer_attribution_task.apply_async((answer.pk,), queue="default"))
     return answer
@@ -135,7 +136,10 @@ def run_answer_attribution(answer_id: int) -> str:
     )
     if not answer.claim():
         return "not claimed"
-    run = answer.run or TrainingAttribution.objects.filter(job_id=answer.chat_message.conversation.model_id[3:]).first()
+    run = (
+        answer.run
+        or TrainingAttribution.objects.filter(job_id=job_id(answer.chat_message.conversation.model_id)).first()
+    )
     if run is None or run.status != JobStatus.SUCCEEDED:
         answer.finish(JobStatus.FAILED, "The model's training attribution is not ready yet, so answers are not scored.")
         _push_influence(answer)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from modelfactory.api import ServiceError
 from serving import export
 from serving.models import MergedExport
-from serving.registry import ModelNotFound, resolve, usable_models
+from serving.registry import ModelNotFound, job_id, resolve, usable_models
 from training.models import TrainingJob
 
 EXPORT_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
@@ -51,7 +51,7 @@ class ModelViewSet(viewsets.ViewSet):
         ref = self._ref(pk)
         data = ModelSerializer(ref).data
         if ref.adapter_path:
-            job = TrainingJob.objects.get(pk=int(pk.split("-")[1]))
+            job = TrainingJob.objects.get(pk=job_id(pk))
             card = Path(ref.adapter_path) / "README.md"
             data.update(
                 card=card.read_text() if card.exists() else "",
@@ -110,7 +110,7 @@ class ModelViewSet(viewsets.ViewSet):
         ref = self._ref(pk)
         if not ref.adapter_path:
             raise ValidationError({"model": "Base models have no training attribution."})
-        return Response({"model": ref.id, **model_scores(request.user, TrainingJob.objects.get(pk=int(pk[3:])))})
+        return Response({"model": ref.id, **model_scores(request.user, TrainingJob.objects.get(pk=job_id(pk)))})
 
 
 def _export_status(job: MergedExport, request) -> dict:

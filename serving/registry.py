@@ -31,6 +31,12 @@ class ModelRef:
         return {"id": self.id, "base": self.base_source, "adapter": self.adapter_path}
 
 
+def job_id(model_id: str) -> int | None:
+    """The training job behind `mf-<job id>`; None for a base model or anything else."""
+    prefix, _, number = str(model_id).partition("-")
+    return int(number) if prefix == "mf" and number.isdigit() else None
+
+
 def usable_models(user) -> list[ModelRef]:
     if user is None or not user.is_authenticated:
         return []

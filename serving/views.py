@@ -12,7 +12,7 @@ from attribution.citations import stored
 from attribution.services import answer_influence
 from datanets.access import visible_to
 from serving.models import Conversation
-from serving.registry import ModelNotFound, resolve, usable_models
+from serving.registry import ModelNotFound, job_id, resolve, usable_models
 from training.models import TrainingJob
 from training.services import visible_jobs
 
@@ -36,7 +36,7 @@ def chat(request, model_id: str):
         current = Conversation.objects.filter(user=request.user, model_id=model.id, pk=int(request.GET["c"])).first()
     datasets = []
     if model.adapter_path:
-        job = TrainingJob.objects.get(pk=int(model.id.split("-")[1]))
+        job = TrainingJob.objects.get(pk=job_id(model.id))
         # Pins of Datanets the viewer may not see stay hidden: not even their names or sizes.
         datasets = list(job.datasets.filter(datanet__in=visible_to(request.user)).select_related("datanet", "version"))
     history = list(current.messages.all()) if current else []
