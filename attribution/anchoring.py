@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from attribution.ledger import ledger_root
 from attribution.models import Anchor, RewardEpoch
+from core.queue import enqueue_task
 from datanets import merkle
 from datanets.models import Contribution, DatanetVersion, LogEntry
+from datanets.services import leaf_data
 
 log = logging.getLogger(__name__)
 _chains: dict = {}
@@ -40,7 +42,7 @@ def chain():
 def _create(**fields) -> Anchor:
     anchor, created = Anchor.objects.get_or_create(kind=fields.pop("kind"), ref=fields.pop("ref"), defaults=fields)
     if created:
-        transaction.on_commit(lambda: schedule(anchor.pk))
+        schedule(anchor.pk)
     return anchor
 
 
@@ -54,9 +56,8 @@ def anchor_epoch(epoch: RewardEpoch) -> Anchor:
 
 
 def schedule(anchor_id: int, countdown: int = 0) -> None:
-    from attribution.tasks import anchor_task
-
-    anchor_task.apply_async((anchor_id,), queue="default", countdown=countdown)
+    """Send the anchor once the surrounding transaction commits (its row must be visible)."""
+    enqueue_task("attribution.anchor", anchor_id, countdown=countdown)
 
 
 def attempt(anchor_id: int) -> Anchor:
@@ -93,9 +94,6 @@ def attempt(anchor_id: int) -> Anchor:
 
 def recompute_root(anchor: Anchor) -> str:
     """The root as the database holds it now (records re-hashed from their stored content)."""
-    from attribution.rewards import ledger_root
-    from datanets.services import leaf_data
-
     if anchor.kind == Anchor.Kind.REWARD_EPOCH:
         return ledger_root(anchor.epoch)
     version = anchor.version

@@ -1,5 +1,4 @@
-"""REST: conversations with their citations and influence, record and model
-attribution, reward epochs and the caller's ledger rows, anchors and verification."""
+"""REST: record and model attribution, reward epochs and the caller's ledger rows, anchors and verification."""
 
 from __future__ import annotations
 
@@ -11,10 +10,7 @@ from rest_framework.response import Response
 
 from attribution import anchoring, rewards
 from attribution.access import readable_record, visible_anchors
-from attribution.citations import stored
 from attribution.models import ContributionInfluence, RewardEntry, RewardEpoch
-from attribution.services import answer_influence
-from serving.models import Conversation
 from training.services import visible_jobs
 
 
@@ -52,36 +48,6 @@ class AnchorViewSet(viewsets.ViewSet):
         if row is None:
             raise NotFound("No anchored root matches; it was never recorded here or you may not see it.")
         return Response(_anchor(row) | {"verification": anchoring.verify(row)})
-
-
-@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
-class ConversationViewSet(viewsets.ViewSet):
-    """The caller's conversations; each answer with its stored citations and influence."""
-
-    def _messages(self, request, conversation) -> list[dict]:
-        out = []
-        for m in conversation.messages.all():
-            data = {"id": m.pk, "role": m.role, "side": m.side, "content": m.content, "finish_reason": m.finish_reason,
-                    "created": m.created_at.isoformat()}  # fmt: skip
-            if m.role == "assistant" and m.side == "model":
-                data["citations"] = stored(request.user, m)
-                data["influence"] = answer_influence(request.user, m)
-            out.append(data)
-        return out
-
-    @extend_schema(operation_id="conversations_list", responses=dict)
-    def list(self, request):
-        rows = Conversation.objects.filter(user=request.user)[:200]
-        return Response([{"id": c.pk, "model": c.model_id, "title": c.title, "updated": c.updated_at.isoformat()}
-                         for c in rows])  # fmt: skip
-
-    @extend_schema(responses=dict)
-    def retrieve(self, request, pk=None):
-        conversation = Conversation.objects.filter(user=request.user, pk=int(pk) if str(pk).isdigit() else -1).first()
-        if conversation is None:
-            raise NotFound("No such conversation.")
-        return Response({"id": conversation.pk, "model": conversation.model_id, "title": conversation.title,
-                         "messages": self._messages(request, conversation)})  # fmt: skip
 
 
 @extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])

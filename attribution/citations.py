@@ -9,10 +9,10 @@ a count) and again when stored citations are read back.
 from __future__ import annotations
 
 from attribution.indexing import record_text
+from attribution.models import Citation
 from datanets.access import readable_by
 from datanets.models import Contribution
-from serving.registry import job_id
-from training.models import TrainingDataset
+from training.models import TrainingDataset, TrainingJob
 
 EXCERPT_CHARS = 300
 GROUNDING_CHARS = 1200
@@ -20,7 +20,7 @@ GROUNDING_CHARS = 1200
 
 def model_datanet_ids(model_id: str) -> list[int]:
     """The Datanets a model was trained on (none for a base model)."""
-    job = job_id(model_id)
+    job = TrainingJob.pk_from_model_id(model_id)
     if job is None:
         return []
     return list(TrainingDataset.objects.filter(job_id=job).values_list("datanet_id", flat=True))
@@ -31,7 +31,7 @@ def citable_datanets(user, model_id: str) -> list[int]:
     return list(readable_by(user).filter(pk__in=ids).values_list("pk", flat=True)) if ids else []
 
 
-def hydrate(user, hits: list[dict], query: str, answer: str = "") -> list[dict]:
+def readable_hits(user, hits: list[dict], query: str, answer: str = "") -> list[dict]:
     """Hits from the retrieval worker → citation items, dropping anything the viewer may not read."""
     rows = Contribution.objects.filter(
         pk__in=[h["id"] for h in hits], status=Contribution.Status.ACCEPTED, datanet__in=readable_by(user)
@@ -47,7 +47,7 @@ def hydrate(user, hits: list[dict], query: str, answer: str = "") -> list[dict]:
 
 
 def item(row: Contribution, terms: str, score: float, bm25: float = 0.0, dense: float = 0.0, **extra) -> dict:
-    from attribution.engine.retrieval import excerpt, highlight
+    from attribution.engine.retrieve import excerpt, highlight
 
     text = record_text(row.datanet.schema, row.content)
     window, spans = excerpt(text, highlight(text, terms), EXCERPT_CHARS)
@@ -84,8 +84,6 @@ def grounded(history: list[dict], items: list[dict]) -> list[dict]:
 
 
 def store(message, items: list[dict], used: bool) -> None:
-    from attribution.models import Citation
-
     Citation.objects.bulk_create(
         [
             Citation(
@@ -103,7 +101,7 @@ def store(message, items: list[dict], used: bool) -> None:
     )
 
 
-def stored(user, message) -> list[dict]:
+def stored_for(user, message) -> list[dict]:
     """A message's citations as the viewer may see them now."""
     readable = readable_by(user).values_list("pk", flat=True)
     answer = message.content

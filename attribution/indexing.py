@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 from attribution.models import IndexState
+from core.queue import enqueue_task
 from datanets.models import Contribution, Datanet
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def index_folder(datanet_id: int) -> Path:
 
 def sync_index(datanet_id: int, batch: int = 256) -> IndexState | None:
     """Embed newly accepted records, drop ones no longer accepted, save a new generation."""
-    from attribution.engine.retrieval import DatanetIndex, default_embedder
+    from attribution.engine.index import DatanetIndex, default_embedder
 
     datanet = Datanet.objects.filter(pk=datanet_id).first()
     if datanet is None:  # deleted since the sync was queued
@@ -76,6 +76,4 @@ def sync_index(datanet_id: int, batch: int = 256) -> IndexState | None:
 
 
 def schedule_sync(datanet_id: int) -> None:
-    from attribution.tasks import sync_index_task
-
-    transaction.on_commit(lambda: sync_index_task.apply_async((datanet_id,), queue="default"))
+    enqueue_task("attribution.sync_index", datanet_id)

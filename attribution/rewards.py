@@ -13,7 +13,6 @@ their share, (floor − reputation) / floor; withheld units roll into the next e
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from decimal import Decimal
 
@@ -21,9 +20,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Wallet
+from attribution.anchoring import anchor_epoch
+from attribution.ledger import leaf, leaf_hashes, ledger_root
 from attribution.models import AnswerInfluence, RewardEntry, RewardEpoch
 from datanets import merkle
 from datanets.models import ContributorStanding, reputation
+
+__all__ = ["close_epoch", "credits", "entry_proof", "ledger_root", "open_epoch", "split", "RewardError"]
 
 REPUTATION_FLOOR = 0.5
 
@@ -86,27 +90,8 @@ def _reputation(user_id: int, by_datanet: dict[int, Decimal]) -> float:
     return float(sum(w * Decimal(repr(standings.get(d, 0.5))) for d, w in by_datanet.items()) / whole)
 
 
-def leaf(epoch_number: int, entry: RewardEntry) -> bytes:
-    """The bytes a ledger leaf commits to."""
-    data = {"epoch": epoch_number, "index": entry.index, "contributor": entry.contributor_id,
-            "wallet": entry.wallet, "amount": entry.amount, "gross": entry.gross, "penalty": entry.penalty}  # fmt: skip
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-
-
-def leaf_hashes(epoch_number: int, entries) -> list[bytes]:
-    return [merkle.leaf_hash(leaf(epoch_number, e)) for e in entries]
-
-
-def ledger_root(epoch: RewardEpoch) -> str:
-    """The epoch's root recomputed from its ledger rows as they are stored now."""
-    return merkle.root(leaf_hashes(epoch.number, epoch.entries.order_by("index"))).hex()
-
-
 def close_epoch(pool: int | None = None) -> RewardEpoch:
     """Close the open epoch: split its pool, write the ledger and its root, anchor the root."""
-    from attribution.anchoring import anchor_epoch
-    from modelfactory.accounts.models import Wallet
-
     if pool is not None and (not isinstance(pool, int) or pool < 0 or pool > 10**30):
         raise RewardError("The pool is a whole number of base units, 0 or more.")
     with transaction.atomic():

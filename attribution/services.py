@@ -8,18 +8,16 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from attribution.citations import item
 from attribution.indexing import answer_text
 from attribution.models import AnswerAttribution, AnswerInfluence, ContributionInfluence, TrainingAttribution
+from core import live
+from core.jobs import JobStatus
+from core.queue import enqueue
 from datanets.access import readable_by
-from modelfactory.jobs import JobStatus
-from modelfactory.notifications import notify_user
-from serving.registry import job_id
-from training.engine.config import FinetuneConfig
 from training.models import TrainingJob
 from training.services import pinned_records
 
@@ -36,15 +34,13 @@ def answers_group(user_id: int) -> str:
 
 
 def start_training_attribution(job: TrainingJob) -> TrainingAttribution:
-    from attribution.tasks import training_attribution_task
-
     versions = [
         {"datanet": d.datanet_id, "slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
         for d in job.datasets.select_related("datanet", "version").order_by("pk")
     ]
     run, created = TrainingAttribution.objects.get_or_create(job=job, defaults={"data_versions": versions})
     if created:
-        transaction.on_commit(lambda: training_attribution_task.apply_async((run.pk,), queue="attribution"))
+        enqueue(run, "attribution.training_attribution")
     return run
 
 
@@ -56,7 +52,7 @@ def run_training_attribution(run_id: int) -> str:
     if not run.claim():
         return "not claimed"
     job = run.job
-    cfg = FinetuneConfig.from_dict(job.config)
+    cfg = job.finetune_config()
     records = list(pinned_records(job))
     result = training_influence(
         job.base_model.source, job.output_dir, records, schema=cfg.schema, max_seq_len=cfg.max_seq_len,
@@ -83,7 +79,7 @@ def run_training_attribution(run_id: int) -> str:
     run.finish(
         JobStatus.SUCCEEDED, f"Scored {len(result.scores)} contributions over {len(result.checkpoints)} checkpoints."
     )
-    notify_user(job.owner_id, f"Attribution for “{job.name}” is ready.", "success")
+    live.notify_user(job.owner_id, f"Attribution for “{job.name}” is ready.", "success")
     return JobStatus.SUCCEEDED
 
 
@@ -112,14 +108,12 @@ def model_scores(user, job: TrainingJob) -> dict:
 
 
 def start_answer_attribution(message) -> AnswerAttribution | None:
-    from attribution.tasks import answer_attribution_task
-
-    job = job_id(message.conversation.model_id)
+    job = TrainingJob.pk_from_model_id(message.conversation.model_id)
     if job is None or message.role != "assistant" or message.side != "model":
         return None
     run = TrainingAttribution.objects.filter(job_id=job).first()
     answer = AnswerAttribution.objects.create(chat_message=message, run=run)
-    transaction.on_commit(lambda: answer_attribution_task.apply_async((answer.pk,), queue="default"))
+    enqueue(answer, "attribution.answer_attribution")
     return answer
 
 
@@ -138,7 +132,9 @@ def run_answer_attribution(answer_id: int) -> str:
         return "not claimed"
     run = (
         answer.run
-        or TrainingAttribution.objects.filter(job_id=job_id(answer.chat_message.conversation.model_id)).first()
+        or TrainingAttribution.objects.filter(
+            job_id=TrainingJob.pk_from_model_id(answer.chat_message.conversation.model_id)
+        ).first()
     )
     if run is None or run.status != JobStatus.SUCCEEDED:
         answer.finish(JobStatus.FAILED, "The model's training attribution is not ready yet, so answers are not scored.")
@@ -186,8 +182,6 @@ def _score_answer(answer: AnswerAttribution, run: TrainingAttribution) -> None:
 
 def answer_influence(user, message) -> dict:
     """'Influenced by' for one answer, only records the viewer may read."""
-    from attribution.citations import item
-
     answer = AnswerAttribution.objects.filter(chat_message=message).first()
     if answer is None:
         return {"status": "none", "items": []}
@@ -207,5 +201,4 @@ def answer_influence(user, message) -> dict:
 def _push_influence(answer: AnswerAttribution) -> None:
     message = answer.chat_message
     user = message.conversation.user
-    payload = {"type": "answer.influence", **answer_influence(user, message), "message": message.pk}
-    async_to_sync(get_channel_layer().group_send)(answers_group(user.pk), payload)
+    live.send(answers_group(user.pk), {"type": "influence", **answer_influence(user, message), "message": message.pk})

@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from attribution import anchoring, indexing, services
-from modelfactory.jobs import JobTask
+from core.jobs import JobTask
 
 ANCHOR_MAX_BACKOFF = 600
 

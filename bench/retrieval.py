@@ -1,4 +1,4 @@
-"""Retrieval benchmark: the hybrid engine (attribution/engine/retrieval.py) against exact search, same run.
+"""Retrieval benchmark: the hybrid engine (attribution/engine/index.py, retrieve.py) against exact search, same run.
 
 For each corpus size (default 10k and 100k records) it builds one DatanetIndex and times queries end to end
 (embed the query with MiniLM + BM25 + HNSW + exact cosine of the candidates + fusion), with a breakdown, and
@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attribution.engine import retrieval  # noqa: E402
-from attribution.engine.retrieval import DatanetIndex  # noqa: E402
+from attribution.engine import retrieve  # noqa: E402
+from attribution.engine.index import DatanetIndex, Embedder  # noqa: E402
 from datanets.demo_data import GLOSSARY, demo_records  # noqa: E402
 
 QUESTIONS = ["how does {} work in practice", "why would someone use {}", "{} explained simply", "problems with {}"]
@@ -110,7 +110,7 @@ def exact_search(index: DatanetIndex, ids: np.ndarray, matrix: np.ndarray, query
     cos = matrix @ q
     t2 = time.perf_counter()
     lexical = bm25 / bm25.max() if len(bm25) and bm25.max() > 0 else 0.0
-    score = retrieval.DENSE_WEIGHT * np.clip(cos, 0, 1) + (1 - retrieval.DENSE_WEIGHT) * lexical
+    score = retrieve.DENSE_WEIGHT * np.clip(cos, 0, 1) + (1 - retrieve.DENSE_WEIGHT) * lexical
     top = np.argpartition(-score, k)[:k]
     top = top[np.argsort(-score[top])]
     t3 = time.perf_counter()
@@ -160,13 +160,13 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=10000, help="records embedded for real, at most")
     parser.add_argument("--embed-seconds", type=float, default=90, help="stop embedding real records after this")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--candidates", type=int, default=retrieval.CANDIDATES)
+    parser.add_argument("--candidates", type=int, default=retrieve.CANDIDATES)
     parser.add_argument("--torch-threads", type=int, default=1, help="0 = torch's default (all cores)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(0)
     # One intra-op thread: on 2 shared cores a single short query is 2-3x faster than with two spinning threads.
-    embedder = retrieval.Embedder(threads=args.torch_threads or None)
+    embedder = Embedder(threads=args.torch_threads or None)
     load_before = os.getloadavg()[0]
 
     texts, codes = real_texts(min(args.real, max(sizes)), rng)
@@ -182,7 +182,7 @@ def main() -> None:
     print(f"embedded {n_real} real records in {embed_s:.1f} s ({n_real / embed_s:.0f}/s; --real {args.real}, "
           f"--embed-seconds {args.embed_seconds}); {args.queries} queries "
           f"(a third each: glossary questions, bags of record words, rare run codes); k={args.k}, "
-          f"candidates={args.candidates} per retriever; dense weight {retrieval.DENSE_WEIGHT}; "
+          f"candidates={args.candidates} per retriever; dense weight {retrieve.DENSE_WEIGHT}; "
           f"torch threads {embedder.threads or 'default'}")  # fmt: skip
 
     results = {}
@@ -198,10 +198,11 @@ def main() -> None:
         t2 = time.perf_counter()
         index.save()
         t3 = time.perf_counter()
-        index = retrieval.load(work)
+        index = retrieve.load(work)
         t4 = time.perf_counter()
         disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
-        print(f"\n{size} records ({mixtures} mixtures of two real ones): upsert (HNSW add) {t1 - t0:.1f} s, "
+        print(f"\n{size} records ({mixtures} mixtures of two real ones): upsert (HNSW add) {t1 - t0:.1f} s "
+              f"({(t1 - t0) / size * 1000:.2f} ms/record), "
               f"BM25 rebuild {t2 - t1:.1f} s, save (write + fsync) {t3 - t2:.1f} s, load {t4 - t3:.2f} s, "
               f"{disk / 1e6:.0f} MB on disk")  # fmt: skip
         results[size] = measure(index, ids, matrix, queries, embedder, args.k, args.candidates)

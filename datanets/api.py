@@ -11,10 +11,10 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from core.api import ServiceError
 from datanets import services
 from datanets.access import Action, can, get_for, readable_by, visible_to
 from datanets.models import AccessRequest, Contribution, Datanet, DatanetVersion, Membership, Role, UploadBatch
-from modelfactory.api import ServiceError
 
 
 class DatanetSerializer(serializers.ModelSerializer):

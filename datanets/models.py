@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from modelfactory.jobs import Job
+from core.jobs import Job
 
 
 class Visibility(models.TextChoices):

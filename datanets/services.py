@@ -16,6 +16,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.jobs import JobStatus
+from core.queue import enqueue
 from datanets import merkle
 from datanets.access import Action, can
 from datanets.models import (
@@ -32,7 +34,6 @@ from datanets.models import (
     Validation,
 )
 from datanets.parsing import Limits, UploadError, content_hash, parse_upload
-from modelfactory.jobs import JobStatus
 
 
 class DatanetError(ValueError):
@@ -166,9 +167,7 @@ def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: di
     path = folder / f"{uuid.uuid4().hex}.upload"
     path.write_bytes(data)
     UploadBatch.objects.filter(pk=batch.pk).update(stored_file=str(path))
-    from datanets.tasks import ingest_upload
-
-    transaction.on_commit(lambda: ingest_upload.apply_async((batch.pk,), queue="default"))
+    enqueue(batch, "datanets.ingest_upload")
     batch.refresh_from_db()
     return batch
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 from celery import shared_task
 
+from core.jobs import JobTask
 from datanets.models import UploadBatch
 from datanets.services import ingest
-from modelfactory.jobs import JobTask
 
 
 @shared_task(base=JobTask, job_model="datanets.UploadBatch", name="datanets.ingest_upload")

@@ -7,10 +7,10 @@ ModelAdmin there decides per object through datanets.access.
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 
+from datanets.access import managed_by
+
 
 def manages_a_datanet(user) -> bool:
-    from datanets.access import managed_by  # the site loads before the apps' modules
-
     return user.is_authenticated and managed_by(user).exists()
 
 

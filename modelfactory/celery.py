@@ -1,8 +1,10 @@
 """The Celery application.
 
 Queues are named by hardware: `default` for light work, `gpu` for training and
-serving. Settings (JSON only, acks_late, reject on worker loss, prefetch 1) live
-in settings.py under the CELERY_ namespace.
+`attribution` for influence scoring (GPU hosts consume both); serving is not a
+Celery task but its own process (`python -m serving.worker`). Settings (JSON
+only, acks_late, reject on worker loss, prefetch 1, CELERY_TASK_ROUTES) live in
+settings.py under the CELERY_ namespace.
 """
 
 import os

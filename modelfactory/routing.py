@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from modelfactory.notifications import NotificationConsumer
+from core.live import NotificationConsumer
 from serving.consumers import ChatConsumer
 from training.consumers import TrainingJobConsumer
 

@@ -49,6 +49,65 @@ def stop_process(proc: subprocess.Popen, name: str) -> None:
         proc.wait()
 
 
+def start_dev_chain(env, var_dir: Path, python: str) -> subprocess.Popen:
+    """A local EVM dev chain shared by the web process and the workers (eth-tester behind
+    JSON-RPC; its journal replays the anchoring transactions after a restart)."""
+    chain_port = env.get("CHAIN_PORT", "8545")
+    journal = var_dir / "chain" / "journal.jsonl"
+    command = [python, "-m", "attribution.devchain", "--port", chain_port, "--journal", str(journal)]
+    proc = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+    env["CHAIN_RPC_URL"] = f"http://127.0.0.1:{chain_port}"
+    env.setdefault("CHAIN_DEV_KEY_OK", "true")
+    log(f"local dev chain on {env['CHAIN_RPC_URL']}")
+    return proc
+
+
+def service_commands(env, python: str, host: str, port: str) -> dict[str, list[str]]:
+    return {
+        "web": [python, "-m", "daphne", "-b", host, "-p", port, "modelfactory.asgi:application"],
+        # Light work (uploads, indexing, anchoring, answer scoring) never waits behind a training run.
+        "worker": [
+            python, "-m", "celery", "-A", "modelfactory", "worker",
+            "-Q", "default", "--concurrency", env.get("WORKER_CONCURRENCY", "1"),
+            "--loglevel", "INFO", "--hostname", "local@%h",
+        ],
+        "gpu-worker": [
+            python, "-m", "celery", "-A", "modelfactory", "worker",
+            "-Q", "gpu,attribution", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "gpu@%h",
+        ],
+        "serving": [python, "-m", "serving.worker"],
+    }  # fmt: skip
+
+
+class Supervisor:
+    """Children in sessions of their own (a stop reaches their children too); the first to exit stops all."""
+
+    def __init__(self):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+
+    def request_stop(self, signum=None, frame=None) -> None:
+        self.stopping = True
+
+    def start(self, name: str, command: list[str]) -> None:
+        self.children.append((name, subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)))
+
+    def watch(self) -> int:
+        while not self.stopping:
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    log(f"{name} exited with code {proc.returncode}; stopping the rest")
+                    self.stopping = True
+            time.sleep(0.5)
+        return 0 if all(proc.poll() is None for _, proc in self.children) else 1
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.children):
+            stop_process(proc, name)
+
+
 def main() -> int:
     env = os.environ
     env.setdefault("DEBUG", "true")
@@ -62,60 +121,21 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         redis_server, env["REDIS_URL"] = start_embedded_redis(var_dir)
         log(f"embedded Redis on {env['REDIS_URL']}")
-
-    children: list[tuple[str, subprocess.Popen]] = []
-    stopping = False
+    supervisor = Supervisor()
     if not env.get("CHAIN_RPC_URL"):
-        # A local EVM dev chain shared by the web process and the workers (eth-tester behind
-        # JSON-RPC; its journal replays the anchoring transactions after a restart).
-        chain_port = env.get("CHAIN_PORT", "8545")
-        journal = var_dir / "chain" / "journal.jsonl"
-        command = [python, "-m", "attribution.devchain", "--port", chain_port, "--journal", str(journal)]
-        children.append(("chain", subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)))
-        env["CHAIN_RPC_URL"] = f"http://127.0.0.1:{chain_port}"
-        env.setdefault("CHAIN_DEV_KEY_OK", "true")
-        log(f"local dev chain on {env['CHAIN_RPC_URL']}")
-
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+        supervisor.children.append(("chain", start_dev_chain(env, var_dir, python)))
     try:
         for step in (["migrate", "--noinput"], ["seed_demo"]):
             subprocess.run([python, "manage.py", *step], cwd=BASE_DIR, check=True)
-        commands = {
-            "web": [python, "-m", "daphne", "-b", host, "-p", port, "modelfactory.asgi:application"],
-            # Light work (uploads, indexing, anchoring, answer scoring) never waits behind a training run.
-            "worker": [
-                python, "-m", "celery", "-A", "modelfactory", "worker",
-                "-Q", "default", "--concurrency", env.get("WORKER_CONCURRENCY", "1"),
-                "--loglevel", "INFO", "--hostname", "local@%h",
-            ],
-            "gpu-worker": [
-                python, "-m", "celery", "-A", "modelfactory", "worker",
-                "-Q", "gpu,attribution", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "gpu@%h",
-            ],
-            "serving": [python, "-m", "serving.worker"],
-        }  # fmt: skip
-        for name, command in commands.items():
-            # A session of its own, so a stop reaches the child's children too.
-            children.append((name, subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)))
+        for name, command in service_commands(env, python, host, port).items():
+            supervisor.start(name, command)
         log(f"ModelFactory is up on http://{host}:{port}/ — Ctrl-C stops everything")
-        while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    log(f"{name} exited with code {proc.returncode}; stopping the rest")
-                    stopping = True
-            time.sleep(0.5)
-        return 0 if all(proc.poll() is None for _, proc in children) else 1
+        return supervisor.watch()
     except subprocess.CalledProcessError as exc:
         log(f"start-up step failed: {' '.join(map(str, exc.cmd[2:]))}")
         return 1
     finally:
-        for name, proc in reversed(children):
-            stop_process(proc, name)
+        supervisor.stop_all()
         if redis_server is not None:
             redis_server.shutdown()
         log("stopped")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from modelfactory.env import (
+from core.env import (
     database_config,
     env_bool,
     env_int,
@@ -60,11 +60,13 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.github",
     "allauth.socialaccount.providers.google",
     "allauth.socialaccount.providers.openid_connect",
-    "modelfactory.accounts",
+    "core",
+    "accounts",
     "datanets",
     "training",
     "serving",
     "attribution",
+    "modelfactory.apps.ModelFactoryConfig",  # project-wide management commands (seed_demo)
 ]
 
 MIDDLEWARE = [
@@ -139,10 +141,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues are named by hardware; services enqueue by task name (core.queue) and these
+# routes decide where each runs. Training attribution has its own queue so scoring
+# never delays the next training job.
+CELERY_TASK_ROUTES = {
+    "training.run_training": {"queue": "gpu"},
+    "attribution.training_attribution": {"queue": "attribution"},
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Must exceed the longest job: Redis re-delivers unacked messages after this. Jobs also
-# claim themselves once (modelfactory.jobs), so a re-delivery never runs a job twice.
+# claim themselves once (core.jobs), so a re-delivery never runs a job twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 12 * 3600, minimum=1),
     # How often unacked messages past the timeout are swept back (seconds × every Nth sweep).
@@ -229,14 +238,14 @@ SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600, minimum=30, maxi
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "modelfactory.accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "modelfactory.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -249,7 +258,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "modelfactory.jobs.JobStatus.choices",
+        "JobStatusEnum": "core.jobs.JobStatus.choices",
         "ContributionStatusEnum": [("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
         "AccessRequestStatusEnum": [("pending", "Pending"), ("approved", "Approved"), ("denied", "Denied")],
     },

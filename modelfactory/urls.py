@@ -3,13 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from attribution.api import AnchorViewSet, ContributionAttributionViewSet, ConversationViewSet, RewardViewSet
+from accounts.api import MeView
+from attribution.api import AnchorViewSet, ContributionAttributionViewSet, RewardViewSet
 from datanets.api import DatanetViewSet
 from modelfactory import views
-from modelfactory.accounts.api import MeView
 from serving import openai_api
 from serving import views as serving_views
-from serving.api import ExportViewSet, ModelViewSet
+from serving.api import ConversationViewSet, ExportViewSet, ModelViewSet
 from training import views as training_views
 from training.api import BaseModelViewSet, TrainingJobViewSet
 
@@ -33,14 +33,14 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("accounts/", include("modelfactory.accounts.urls")),
+    path("accounts/", include("accounts.urls")),
     path("datanets/", include("datanets.urls")),
     path("training/", include("training.urls")),
     path("attribution/", include("attribution.urls")),
     path("models/", training_views.models_list, name="models"),
     path("chat/", serving_views.chat_index, name="chat-index"),
     path("chat/<str:model_id>/", serving_views.chat, name="chat"),
-    path("models/<int:job_id>/delete/", serving_views.delete_model, name="model-delete"),
+    path("models/<int:job_id>/delete/", training_views.delete_model, name="model-delete"),
     path("v1/models", openai_api.models, name="openai-models"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
     path("accounts/", include("allauth.urls")),

@@ -1,4 +1,5 @@
-"""/api/v1/models/: the models a caller may use, their cards, and adapter export."""
+"""/api/v1/models/: the models a caller may use, their cards, sources, attribution and
+adapter export; /api/v1/exports/ (merged exports); /api/v1/conversations/ (the caller's chats)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from modelfactory.api import ServiceError
-from serving import export
-from serving.models import MergedExport
-from serving.registry import ModelNotFound, job_id, resolve, usable_models
+from attribution import retrieval
+from attribution.citations import stored_for
+from attribution.services import answer_influence, model_scores
+from core.api import ServiceError
+from serving import chat, export
+from serving.models import Conversation, MergedExport
+from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
 
 EXPORT_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
@@ -51,7 +55,7 @@ class ModelViewSet(viewsets.ViewSet):
         ref = self._ref(pk)
         data = ModelSerializer(ref).data
         if ref.adapter_path:
-            job = TrainingJob.objects.get(pk=job_id(pk))
+            job = TrainingJob.objects.get(pk=TrainingJob.pk_from_model_id(ref.id))
             card = Path(ref.adapter_path) / "README.md"
             data.update(
                 card=card.read_text() if card.exists() else "",
@@ -86,8 +90,6 @@ class ModelViewSet(viewsets.ViewSet):
     def citations(self, request, pk=None):
         """The records retrieved for {"query": "..."} from the Datanets this model was trained on,
         limited to those the caller may read."""
-        from attribution import citations, client
-
         ref = self._ref(pk)
         query = request.data.get("query") if isinstance(request.data, dict) else None
         if not isinstance(query, str) or not query.strip() or len(query) > 4000:
@@ -96,21 +98,20 @@ class ModelViewSet(viewsets.ViewSet):
         if not isinstance(k, int) or not 1 <= k <= 20:
             raise ValidationError({"k": "k is a whole number from 1 to 20."})
         try:
-            hits = client.retrieve_sync(query, citations.citable_datanets(request.user, ref.id), k)
-        except client.RetrievalUnavailable as exc:
+            found = chat.find_sources(request.user, ref, query, k)
+        except retrieval.RetrievalUnavailable as exc:
             raise ServiceError(exc) from None
-        return Response({"model": ref.id, "citations": citations.hydrate(request.user, hits, query)})
+        return Response({"model": ref.id, "citations": found})
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"])
     def attribution(self, request, pk=None):
         """Training-side influence of each contribution on this model (records the caller may read)."""
-        from attribution.services import model_scores
-
         ref = self._ref(pk)
         if not ref.adapter_path:
             raise ValidationError({"model": "Base models have no training attribution."})
-        return Response({"model": ref.id, **model_scores(request.user, TrainingJob.objects.get(pk=job_id(pk)))})
+        job = TrainingJob.objects.get(pk=TrainingJob.pk_from_model_id(ref.id))
+        return Response({"model": ref.id, **model_scores(request.user, job)})
 
 
 def _export_status(job: MergedExport, request) -> dict:
@@ -145,3 +146,33 @@ class ExportViewSet(viewsets.ViewSet):
             raise ValidationError({"status": f"The export is {job.status}; download it when it has succeeded."})
         return FileResponse(open(job.archive, "rb"), as_attachment=True, filename=Path(job.archive).name,
                             content_type="application/zip")  # fmt: skip
+
+
+@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
+class ConversationViewSet(viewsets.ViewSet):
+    """The caller's conversations; each answer with its stored citations and influence."""
+
+    def _messages(self, request, conversation) -> list[dict]:
+        out = []
+        for m in conversation.messages.all():
+            data = {"id": m.pk, "role": m.role, "side": m.side, "content": m.content, "finish_reason": m.finish_reason,
+                    "created": m.created_at.isoformat()}  # fmt: skip
+            if m.role == "assistant" and m.side == "model":
+                data["citations"] = stored_for(request.user, m)
+                data["influence"] = answer_influence(request.user, m)
+            out.append(data)
+        return out
+
+    @extend_schema(operation_id="conversations_list", responses=dict)
+    def list(self, request):
+        rows = Conversation.objects.filter(user=request.user)[:200]
+        return Response([{"id": c.pk, "model": c.model_id, "title": c.title, "updated": c.updated_at.isoformat()}
+                         for c in rows])  # fmt: skip
+
+    @extend_schema(responses=dict)
+    def retrieve(self, request, pk=None):
+        conversation = Conversation.objects.filter(user=request.user, pk=int(pk) if str(pk).isdigit() else -1).first()
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        return Response({"id": conversation.pk, "model": conversation.model_id, "title": conversation.title,
+                         "messages": self._messages(request, conversation)})  # fmt: skip

@@ -3,25 +3,20 @@ stream its events back. Async, for daphne; never imports torch."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from serving import protocol
+from core import rpc
 from serving.engine.engine import GenerationError, GenerationParams
 from serving.registry import ModelRef
 
+LINE = rpc.Line(prefix="serving", requests="serving:requests")
 FIRST_EVENT_TIMEOUT = 120.0  # a cold base model load on a GPU host can take a while
 EVENT_TIMEOUT = 60.0
 MAX_MESSAGES = 200
 MAX_CHARS = 200_000
 ROLES = {"system", "user", "assistant"}
-
-
-class ServingUnavailable(RuntimeError):
-    pass
+ServingUnavailable = rpc.WorkerUnavailable
 
 
 @dataclass
@@ -64,6 +59,8 @@ def check_messages(messages) -> list[dict]:
 
 
 def params_from(data: dict) -> GenerationParams:
+    if not isinstance(data, dict):
+        raise GenerationError("Generation parameters must be a JSON object.")
     stop = data.get("stop") or []
     if isinstance(stop, str):
         stop = [stop]
@@ -79,41 +76,8 @@ def params_from(data: dict) -> GenerationParams:
         raise GenerationError(f"Invalid generation parameter: {exc}") from None
 
 
-async def stream(request: ChatRequest) -> AsyncIterator[dict]:
+def stream(request: ChatRequest) -> AsyncIterator[dict]:
     """Events for one request: {"type": "token"|"done"|"error", ...}. Cancels the request
     on the worker if the caller stops iterating (a client that went away)."""
-    import redis.asyncio as aioredis
-
-    request_id = uuid.uuid4().hex
-    conn = aioredis.Redis.from_url(protocol.redis_url())
-    pubsub = conn.pubsub()
-    finished = False
-    try:
-        await pubsub.subscribe(protocol.events_channel(request_id))
-        await conn.lpush(protocol.REQUESTS, json.dumps({"id": request_id, **request.payload}))
-        timeout = FIRST_EVENT_TIMEOUT
-        while True:
-            message = await _next_message(pubsub, timeout)
-            if message is None:
-                raise ServingUnavailable("No model server answered in time; try again shortly.")
-            timeout = EVENT_TIMEOUT
-            event = json.loads(message["data"])
-            yield event
-            if event["type"] in ("done", "error"):
-                finished = True
-                return
-    finally:
-        if not finished:
-            await conn.set(protocol.cancel_key(request_id), "1", ex=protocol.CANCEL_TTL)
-        await pubsub.unsubscribe()
-        await pubsub.aclose()
-        await conn.aclose()
-
-
-async def _next_message(pubsub, timeout: float):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-        if message is not None:
-            return message
-    return None
+    missing = "No model server answered in time; try again shortly."
+    return rpc.stream(LINE, request.payload, FIRST_EVENT_TIMEOUT, EVENT_TIMEOUT, missing)

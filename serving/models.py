@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from modelfactory.jobs import Job
+from core.jobs import Job
 
 
 class Conversation(models.Model):

@@ -16,9 +16,9 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
-from modelfactory.accounts.authentication import bearer_token
-from modelfactory.accounts.services import user_for_api_key
-from serving import client
+from accounts.authentication import bearer_token
+from accounts.services import user_for_api_key
+from serving import chat
 from serving.engine.engine import GenerationError
 from serving.registry import ModelNotFound, resolve, usable_models
 
@@ -72,15 +72,15 @@ async def chat_completions(request):
     except ModelNotFound as exc:
         return error(str(exc), 404, param="model", code="model_not_found")
     try:
-        chat = client.ChatRequest(model, client.check_messages(body.get("messages")), client.params_from(body))
+        generation = chat.request_for(model, body.get("messages"), body)
     except GenerationError as exc:
         return error(str(exc), 400)
     if body.get("n") not in (None, 1):
         return error("Only n=1 is supported.", 400, param="n")
-    events = client.stream(chat)
+    events = chat.generate(generation)
     try:
         first = await anext(events)
-    except client.ServingUnavailable as exc:
+    except chat.WorkerUnavailable as exc:
         return error(str(exc), 503, "server_error", code="model_server_unavailable")
     if first["type"] == "error":
         await events.aclose()

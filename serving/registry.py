@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.models import BaseModel
+from training.models import BaseModel, TrainingJob
 from training.services import visible_jobs
 
 
@@ -31,41 +31,44 @@ class ModelRef:
         return {"id": self.id, "base": self.base_source, "adapter": self.adapter_path}
 
 
-def job_id(model_id: str) -> int | None:
-    """The training job behind `mf-<job id>`; None for a base model or anything else."""
-    prefix, _, number = str(model_id).partition("-")
-    return int(number) if prefix == "mf" and number.isdigit() else None
+def _job_ref(job: TrainingJob) -> ModelRef:
+    return ModelRef(job.model_id, job.name, job.base_model.source, job.adapter_dir, job.owner.username,
+                    int(job.created_at.timestamp()))  # fmt: skip
+
+
+def _base_ref(base: BaseModel) -> ModelRef:
+    return ModelRef(base.model_id, base.name, base.source, None, "modelfactory", int(base.created_at.timestamp()))
+
+
+def _servable(user):
+    return visible_jobs(user).filter(status="succeeded").exclude(adapter_dir="")
 
 
 def usable_models(user) -> list[ModelRef]:
     if user is None or not user.is_authenticated:
         return []
-    refs = [
-        ModelRef(
-            f"mf-{j.pk}", j.name, j.base_model.source, j.adapter_dir, j.owner.username, int(j.created_at.timestamp())
-        )
-        for j in visible_jobs(user).filter(status="succeeded").exclude(adapter_dir="").order_by("-finished_at")
-    ]
-    refs += [
-        ModelRef(f"base-{b.pk}", b.name, b.source, None, "modelfactory", int(b.created_at.timestamp()))
-        for b in BaseModel.objects.filter(enabled=True)
-    ]
-    return refs
+    refs = [_job_ref(j) for j in _servable(user).order_by("-finished_at")]
+    return refs + [_base_ref(b) for b in BaseModel.objects.filter(enabled=True)]
 
 
 def resolve(user, model_id: str) -> ModelRef:
     if not isinstance(model_id, str) or len(model_id) > 100:
         raise ModelNotFound(str(model_id)[:100])
-    prefix, _, number = model_id.partition("-")
-    if not number.isdigit() or prefix not in ("mf", "base") or user is None or not user.is_authenticated:
+    job_pk, base_pk = TrainingJob.pk_from_model_id(model_id), BaseModel.pk_from_model_id(model_id)
+    if user is None or not user.is_authenticated or (job_pk is None and base_pk is None):
         raise ModelNotFound(model_id)
-    if prefix == "mf":
-        job = visible_jobs(user).filter(pk=int(number), status="succeeded").exclude(adapter_dir="").first()
+    if job_pk is not None:
+        job = _servable(user).filter(pk=job_pk).first()
         if job is None:
             raise ModelNotFound(model_id)
-        return ModelRef(model_id, job.name, job.base_model.source, job.adapter_dir, job.owner.username,
-                        int(job.created_at.timestamp()))  # fmt: skip
-    base = BaseModel.objects.filter(pk=int(number), enabled=True).first()
+        return _job_ref(job)
+    base = BaseModel.objects.filter(pk=base_pk, enabled=True).first()
     if base is None:
         raise ModelNotFound(model_id)
-    return ModelRef(model_id, base.name, base.source, None, "modelfactory", int(base.created_at.timestamp()))
+    return _base_ref(base)
+
+
+def base_of(user, ref: ModelRef) -> ModelRef | None:
+    """The base model an adapter was trained on, for side-by-side answers; None if it is gone."""
+    base = BaseModel.objects.filter(source=ref.base_source, enabled=True).first()
+    return _base_ref(base) if base and user is not None and user.is_authenticated else None

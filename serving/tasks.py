@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from modelfactory.jobs import JobTask
+from core.jobs import JobTask
 from serving import export
 
 

@@ -1,20 +1,18 @@
-"""The chat page and the models page."""
+"""The chat pages."""
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
-from attribution.citations import stored
+from attribution.citations import stored_for
 from attribution.services import answer_influence
 from datanets.access import visible_to
 from serving.models import Conversation
-from serving.registry import ModelNotFound, job_id, resolve, usable_models
+from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
-from training.services import visible_jobs
 
 
 @login_required
@@ -36,24 +34,13 @@ def chat(request, model_id: str):
         current = Conversation.objects.filter(user=request.user, model_id=model.id, pk=int(request.GET["c"])).first()
     datasets = []
     if model.adapter_path:
-        job = TrainingJob.objects.get(pk=job_id(model.id))
+        job = TrainingJob.objects.get(pk=TrainingJob.pk_from_model_id(model.id))
         # Pins of Datanets the viewer may not see stay hidden: not even their names or sizes.
         datasets = list(job.datasets.filter(datanet__in=visible_to(request.user)).select_related("datanet", "version"))
     history = list(current.messages.all()) if current else []
     last = next((m for m in reversed(history) if m.role == "assistant" and m.side == "model"), None)
-    sources = {"message": last.pk, "citations": stored(request.user, last),
+    sources = {"message": last.pk, "citations": stored_for(request.user, last),
                "influence": answer_influence(request.user, last)} if last else None  # fmt: skip
     context = {"model": model, "conversations": conversations, "current": current, "datasets": datasets,
                "history": history, "sources": sources}  # fmt: skip
     return render(request, "serving/chat.html", context)
-
-
-@login_required
-@require_POST
-def delete_model(request, job_id: int):
-    job = visible_jobs(request.user).filter(pk=job_id, owner=request.user).first()
-    if job is None:
-        raise Http404("No such model.")
-    TrainingJob.objects.filter(pk=job.pk).update(adapter_dir="", status="cancelled", message="Deleted by its owner.")
-    messages.success(request, f"Model “{job.name}” deleted.")
-    return redirect("models")

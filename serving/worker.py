@@ -16,63 +16,62 @@ import signal
 import sys
 import time
 
+from core import rpc
+
 log = logging.getLogger("serving.worker")
 MAX_BATCH = int(os.environ.get("SERVING_MAX_BATCH", "8"))
 
 
-def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelfactory.settings")
-    import django
+class Worker:
+    def __init__(self, conn, line: rpc.Line, max_adapters: int, max_adapter_bytes: int):
+        self.conn, self.line = conn, line
+        self.max_adapters, self.max_adapter_bytes = max_adapters, max_adapter_bytes
+        self.engines: dict = {}
+        self.stopping = False
 
-    django.setup()
-    import redis
-    from django.conf import settings
+    def stop(self, signum=None, frame=None) -> None:
+        self.stopping = True
 
-    from serving import protocol
-    from serving.engine import AdapterError, GenerationError, GenerationParams, Request, ServingEngine
+    def run(self) -> None:
+        log.info("serving worker ready (pid %s)", os.getpid())
+        print("serving worker ready", flush=True)
+        while not self.stopping:
+            batch = self.take_batch()
+            if batch:
+                self.serve(batch)
 
-    conn = redis.Redis.from_url(protocol.redis_url())
-    from attribution import service as retrieval_service
-
-    # Retrieval for citations runs beside generation, so a long batch never delays the sources.
-    retrieval_stopping = retrieval_service.start(redis.Redis.from_url(protocol.redis_url()))
-    engines: dict[str, ServingEngine] = {}
-    stopping = False
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    def publish(request_id: str, payload: dict) -> None:
-        conn.publish(protocol.events_channel(request_id), json.dumps(payload))
-
-    def engine_for(base: str) -> ServingEngine:
-        if base not in engines:
-            engines[base] = ServingEngine(
-                base, max_adapters=settings.SERVING_MAX_ADAPTERS, max_adapter_bytes=settings.SERVING_MAX_ADAPTER_BYTES
-            )
-        return engines[base]
-
-    log.info("serving worker ready (pid %s)", os.getpid())
-    print("serving worker ready", flush=True)
-    while not stopping:
-        item = conn.brpop(protocol.REQUESTS, timeout=1)
+    def take_batch(self) -> list[dict]:
+        """The next request plus whatever else already waits for the same base model."""
+        item = self.conn.brpop(self.line.requests, timeout=1)
         if item is None:
-            continue
+            return []
         batch = [json.loads(item[1])]
-        while len(batch) < MAX_BATCH:  # take what else is already waiting for the same base
-            more = conn.rpop(protocol.REQUESTS)
+        while len(batch) < MAX_BATCH:
+            more = self.conn.rpop(self.line.requests)
             if more is None:
                 break
             job = json.loads(more)
-            if job["base"] == batch[0]["base"]:
-                batch.append(job)
-            else:
-                conn.rpush(protocol.REQUESTS, more)  # back of the line is the front: served next round
+            if job["base"] != batch[0]["base"]:
+                self.conn.rpush(self.line.requests, more)  # back of the line is the front: served next round
                 break
+            batch.append(job)
+        return batch
+
+    def publish(self, request_id: str, event: dict) -> None:
+        rpc.publish(self.conn, self.line, request_id, event)
+
+    def engine_for(self, base: str):
+        from serving.engine import ServingEngine
+
+        if base not in self.engines:
+            self.engines[base] = ServingEngine(
+                base, max_adapters=self.max_adapters, max_adapter_bytes=self.max_adapter_bytes
+            )
+        return self.engines[base]
+
+    def requests_of(self, batch: list[dict]) -> list:
+        from serving.engine import GenerationError, GenerationParams, Request
+
         requests = []
         for job in batch:
             try:
@@ -81,38 +80,70 @@ def main() -> int:
                     Request(job["id"], job["messages"], job.get("adapter"), job.get("adapter_path"), params)
                 )
             except (GenerationError, TypeError) as exc:
-                publish(job["id"], {"type": "error", "status": 400, "message": str(exc)})
+                self.publish(job["id"], {"type": "error", "status": 400, "message": str(exc)})
+        return requests
+
+    def serve(self, batch: list[dict]) -> None:
+        from serving.engine import AdapterError, GenerationError
+
+        requests = self.requests_of(batch)
         if not requests:
-            continue
+            return
         try:
-            engine = engine_for(batch[0]["base"])
-            valid = []
-            for r in requests:
-                try:
-                    engine.check(r)
-                    valid.append(r)
-                except GenerationError as exc:
-                    publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
-            if not valid:
-                continue
-            cancelled = lambda rid: conn.exists(protocol.cancel_key(rid)) == 1  # noqa: E731
-            started = time.perf_counter()
-            for event in engine.stream(valid, cancelled=cancelled):
-                payload = {"type": "token", "text": event.text}
-                if event.finish_reason:
-                    payload = {"type": "done", "text": event.text, "finish_reason": event.finish_reason,
-                               "usage": {"prompt_tokens": event.prompt_tokens,
-                                         "completion_tokens": event.completion_tokens,
-                                         "total_tokens": event.prompt_tokens + event.completion_tokens}}  # fmt: skip
-                publish(event.request_id, payload)
-            log.info("served %d request(s) in %.2fs; %s", len(valid), time.perf_counter() - started, engine.metrics())
+            self.generate(self.engine_for(batch[0]["base"]), requests)
         except (AdapterError, GenerationError) as exc:
             for r in requests:
-                publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
+                self.publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
         except Exception as exc:  # keep serving the next requests; the callers get an answer
             log.exception("batch failed")
             for r in requests:
-                publish(r.id, {"type": "error", "status": 503, "message": f"The model server failed: {exc}"})
+                self.publish(r.id, {"type": "error", "status": 503, "message": f"The model server failed: {exc}"})
+
+    def generate(self, engine, requests: list) -> None:
+        from serving.engine import GenerationError
+
+        valid = []
+        for r in requests:
+            try:
+                engine.check(r)
+                valid.append(r)
+            except GenerationError as exc:
+                self.publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
+        if not valid:
+            return
+        started = time.perf_counter()
+        for event in engine.stream(valid, cancelled=lambda rid: rpc.cancelled(self.conn, self.line, rid)):
+            self.publish(event.request_id, _event_payload(event))
+        log.info("served %d request(s) in %.2fs; %s", len(valid), time.perf_counter() - started, engine.metrics())
+
+
+def _event_payload(event) -> dict:
+    if not event.finish_reason:
+        return {"type": "token", "text": event.text}
+    usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+             "total_tokens": event.prompt_tokens + event.completion_tokens}  # fmt: skip
+    return {"type": "done", "text": event.text, "finish_reason": event.finish_reason, "usage": usage}
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "modelfactory.settings")
+    import django
+
+    django.setup()  # before anything that touches models
+    import redis
+    from django.conf import settings
+
+    from attribution import retrieval_worker
+    from serving.client import LINE
+
+    # Retrieval for citations runs beside generation, so a long batch never delays the sources.
+    retrieval_stopping = retrieval_worker.start(redis.Redis.from_url(rpc.redis_url()))
+    worker = Worker(
+        redis.Redis.from_url(rpc.redis_url()), LINE, settings.SERVING_MAX_ADAPTERS, settings.SERVING_MAX_ADAPTER_BYTES
+    )
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
     retrieval_stopping.set()
     log.info("serving worker stopped")
     return 0

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from modelfactory.accounts.models import SiweNonce
-from modelfactory.accounts.tasks import purge_expired_nonces
+from accounts.models import SiweNonce
+from accounts.tasks import purge_expired_nonces
+from core.jobs import JobStatus
 from modelfactory.celery import app
-from modelfactory.jobs import JobStatus
 from tests.conftest import wait_until
 from tests.testapp.models import SampleJob
 from tests.testapp.tasks import run_sample_job

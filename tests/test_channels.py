@@ -9,7 +9,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from modelfactory.notifications import notify_user
+from core.live import notify_user
 from tests.conftest import login_cookie, run_async
 
 

@@ -9,9 +9,10 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api import ServiceError
 from datanets.access import trainable_by
-from modelfactory.api import ServiceError
 from training import services
+from training.engine.config import DERIVED, KNOBS, PRESETS, Knob
 from training.models import BaseModel, MetricPoint, TrainingJob
 
 
@@ -51,12 +52,52 @@ class JobDetailSerializer(JobSerializer):
         fields = [*JobSerializer.Meta.fields, "metrics", "log_tail"]
 
 
+def knob_serializer_field(knob: Knob) -> serializers.Field:
+    """The API field for a FinetuneConfig knob, from its metadata (what the schema documents)."""
+    bounds = knob.bounds_text()
+    common = {
+        "required": False,
+        "label": knob.label,
+        "help_text": f"{knob.help} Allowed: {bounds}." if bounds else knob.help,
+    }
+    if knob.kind is list:
+        return serializers.ListField(child=serializers.CharField(), min_length=1, allow_null=True, **common)
+    if knob.kind is bool:
+        return serializers.BooleanField(**common)
+    if knob.choices:
+        return serializers.ChoiceField(choices=list(knob.choices), **common)
+    field = serializers.IntegerField if knob.kind is int else serializers.FloatField
+    # An exclusive bound is left to the help text: OpenAPI's minimum / maximum are inclusive.
+    low, high = (None if knob.min_exclusive else knob.min), (None if knob.max_exclusive else knob.max)
+    return field(min_value=low, max_value=high, **common)
+
+
+class _ConfigSerializer(serializers.Serializer):
+    """Any FinetuneConfig setting to override; settings left out take the preset's value, else the default.
+
+    The fields describe the settings (OpenAPI); the values are checked once, by FinetuneConfig itself when the
+    job's config is built, so a wrong type or range is a 400 naming the setting."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected an object of settings.")
+        return dict(data)
+
+
+# Generated from the metadata: one optional field per knob the request may set.
+FinetuneConfigSerializer = type(
+    "FinetuneConfigSerializer",
+    (_ConfigSerializer,),
+    {"__module__": __name__, **{k.name: knob_serializer_field(k) for k in KNOBS.values() if k.name not in DERIVED}},
+)
+
+
 class StartSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
     base_model = serializers.PrimaryKeyRelatedField(queryset=BaseModel.objects.filter(enabled=True))
     datanets = serializers.ListField(child=serializers.SlugField(), min_length=1, max_length=20)
-    preset = serializers.ChoiceField(choices=["quick", "balanced", "thorough", "custom"], default="quick")
-    config = serializers.DictField(required=False, default=dict, help_text="Any FinetuneConfig field to override.")
+    preset = serializers.ChoiceField(choices=[(p.name, p.choice_label) for p in PRESETS.values()], default="quick")
+    config = FinetuneConfigSerializer(required=False, default=dict)
     request_key = serializers.CharField(max_length=64, required=False, help_text="Idempotency key.")
 
     def validate_datanets(self, slugs):

@@ -2,21 +2,65 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 from django import forms
+from django.core import validators
 
 from datanets.access import trainable_by
 from training import services
-from training.engine.config import METHODS, PRECISIONS, PRESETS, SCHEDULERS, FinetuneConfig
+from training.engine.config import KNOBS, PRESETS, Knob
 from training.models import BaseModel
 
-ADVANCED = [
-    "method", "rank", "alpha", "dropout", "target_modules", "learning_rate", "scheduler", "warmup_ratio", "epochs",
-    "max_steps", "batch_size", "grad_accum", "max_seq_len", "packing", "seed", "eval_fraction", "precision",
-    "gradient_checkpointing", "logging_steps", "eval_steps", "save_steps",
-]  # fmt: skip
+ADVANCED = [k.name for k in KNOBS.values() if k.advanced]
+# What an empty Advanced field means, shown as its placeholder: the Quick preset over the engine's defaults.
+PLACEHOLDERS = {k.name: k.default for k in KNOBS.values()} | dict(PRESETS["quick"].values)
+
+
+class _Above(validators.BaseValidator):
+    message = "Ensure this value is greater than %(limit_value)s."
+    code = "min_value"
+
+    def compare(self, a, b):
+        return a <= b
+
+
+class _Below(validators.BaseValidator):
+    message = "Ensure this value is less than %(limit_value)s."
+    code = "max_value"
+
+    def compare(self, a, b):
+        return a >= b
+
+
+def knob_field(knob: Knob) -> forms.Field:
+    """The Advanced form field for a FinetuneConfig knob, from its metadata; empty = the preset's value."""
+    common = {"required": False, "label": knob.label, "help_text": knob.help}
+    if knob.kind is bool:
+        choices = [("", "preset"), *[("true" if v else "false", label) for v, label in knob.choices]]
+        return forms.TypedChoiceField(choices=choices, coerce=lambda v: v == "true", empty_value=None, **common)
+    if knob.choices:
+        return forms.ChoiceField(choices=[("", "preset"), *knob.choices], **common)
+    if knob.kind is list:
+        return forms.CharField(**{**common, "help_text": f"{knob.help} Comma-separated."})
+    bounds = {
+        "min_value": None if knob.min_exclusive else knob.min,
+        "max_value": None if knob.max_exclusive else knob.max,
+        "validators": [
+            *([_Above(knob.min)] if knob.min_exclusive else []),
+            *([_Below(knob.max)] if knob.max_exclusive else []),
+        ],
+    }
+    field = (forms.IntegerField if knob.kind is int else forms.FloatField)(**bounds, **common)
+    if PLACEHOLDERS.get(knob.name) is not None:
+        field.widget.attrs["placeholder"] = str(PLACEHOLDERS[knob.name])
+    return field
+
+
+# Every Advanced knob as a declared form field, in FinetuneConfig's order.
+KnobFields = type(forms.Form)(
+    "KnobFields", (forms.Form,), {"__module__": __name__, **{name: knob_field(KNOBS[name]) for name in ADVANCED}}
+)
 
 
 class DatanetChoice(forms.ModelMultipleChoiceField):
@@ -25,48 +69,16 @@ class DatanetChoice(forms.ModelMultipleChoiceField):
         return f"{obj.name} — v{v.number}, {v.size} records" if v else f"{obj.name} — no accepted records yet"
 
 
-class TrainingForm(forms.Form):
+class TrainingForm(KnobFields):
     name = forms.CharField(max_length=120, required=False, help_text="Optional; shown in your jobs list.")
     base_model = forms.ModelChoiceField(queryset=BaseModel.objects.filter(enabled=True), empty_label=None)
     datanets = DatanetChoice(queryset=None, widget=forms.CheckboxSelectMultiple)
     preset = forms.ChoiceField(
-        choices=[
-            ("quick", "Quick — a first try in minutes"),
-            ("balanced", "Balanced"),
-            ("thorough", "Thorough"),
-            ("custom", "Custom — only the Advanced values"),
-        ],  # fmt: skip
-        initial="quick",
-        widget=forms.RadioSelect,
+        choices=[(p.name, p.choice_label) for p in PRESETS.values()], initial="quick", widget=forms.RadioSelect
     )
     request_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
-    method = forms.ChoiceField(choices=[(m, m.upper()) for m in METHODS], required=False)
-    rank = forms.IntegerField(required=False, min_value=1, max_value=1024)
-    alpha = forms.IntegerField(required=False, min_value=1, max_value=4096)
-    dropout = forms.FloatField(required=False, min_value=0, max_value=0.99)
-    target_modules = forms.CharField(required=False, help_text="Comma-separated; empty = per architecture.")
-    learning_rate = forms.FloatField(required=False, min_value=1e-8, max_value=1)
-    scheduler = forms.ChoiceField(choices=[("", "preset"), *[(s, s) for s in SCHEDULERS]], required=False)
-    warmup_ratio = forms.FloatField(required=False, min_value=0, max_value=0.99)
-    epochs = forms.FloatField(required=False, min_value=0.01, max_value=100)
-    max_steps = forms.IntegerField(required=False, min_value=0, max_value=1_000_000, help_text="0 = use epochs")
-    batch_size = forms.IntegerField(required=False, min_value=1, max_value=1024)
-    grad_accum = forms.IntegerField(required=False, min_value=1, max_value=1024, label="Gradient accumulation")
-    max_seq_len = forms.IntegerField(required=False, min_value=16, max_value=131072, label="Max sequence length")
-    packing = forms.TypedChoiceField(
-        choices=[("", "preset"), ("true", "padding-free packing"), ("false", "padded batches")], required=False,
-        coerce=lambda v: v == "true", empty_value=None,
-    )  # fmt: skip
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
-    eval_fraction = forms.FloatField(required=False, min_value=0, max_value=0.5)
-    precision = forms.ChoiceField(choices=[("", "preset"), *[(p, p) for p in PRECISIONS]], required=False)
-    gradient_checkpointing = forms.TypedChoiceField(
-        choices=[("", "preset"), ("true", "on (saves memory)"), ("false", "off")], required=False,
-        coerce=lambda v: v == "true", empty_value=None,
-    )  # fmt: skip
-    logging_steps = forms.IntegerField(required=False, min_value=1, max_value=10_000)
-    eval_steps = forms.IntegerField(required=False, min_value=0)
-    save_steps = forms.IntegerField(required=False, min_value=0)
+
+    field_order = ["name", "base_model", "datanets", "preset", "request_key", *ADVANCED]
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,18 +88,13 @@ class TrainingForm(forms.Form):
         if not self.is_bound:
             self.initial.setdefault("request_key", uuid.uuid4().hex)
         self.config = None
-        # Show what an empty Advanced field means: the Quick preset over the engine's defaults.
-        defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)} | PRESETS["quick"]
-        for name in ADVANCED:
-            widget = self.fields[name].widget
-            if isinstance(widget, forms.TextInput | forms.NumberInput) and defaults.get(name) is not None:
-                widget.attrs["placeholder"] = str(defaults[name])
 
     def overrides(self) -> dict:
         data = self.cleaned_data
-        values = {k: data.get(k) for k in ADVANCED if k != "target_modules"}
-        if data.get("target_modules"):
-            values["target_modules"] = [m.strip() for m in data["target_modules"].split(",") if m.strip()]
+        values = {k: data.get(k) for k in ADVANCED}
+        for k in ADVANCED:
+            if KNOBS[k].kind is list:  # comma-separated text
+                values[k] = [m.strip() for m in values[k].split(",") if m.strip()] if values[k] else None
         return values
 
     def clean(self):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from modelfactory.jobs import Job
+from core.jobs import Job, JobStatus
 
 
 class BaseModel(models.Model):
@@ -29,6 +29,16 @@ class BaseModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def model_id(self) -> str:
+        """Its name in the chat page, /v1 and the REST API."""
+        return f"base-{self.pk}"
+
+    @staticmethod
+    def pk_from_model_id(model_id) -> int | None:
+        prefix, _, number = str(model_id).partition("-")
+        return int(number) if prefix == "base" and number.isdigit() else None
 
     @property
     def size_label(self) -> str:
@@ -65,6 +75,28 @@ class TrainingJob(Job):
 
     def get_absolute_url(self) -> str:
         return reverse("training:job", args=[self.pk])
+
+    def finetune_config(self):
+        """The FinetuneConfig this job was started with (validated when it was built, stored as a dict)."""
+        from training.engine.config import FinetuneConfig
+
+        return FinetuneConfig.from_dict(self.config)
+
+    def retire_model(self) -> bool:
+        """Take a succeeded job's model out of service (the owner deleted it), once."""
+        return self._move([JobStatus.SUCCEEDED], status=JobStatus.CANCELLED, adapter_dir="",
+                          message="Deleted by its owner.")  # fmt: skip
+
+    @property
+    def model_id(self) -> str:
+        """The name of the model this job trained, in the chat page, /v1 and the REST API."""
+        return f"mf-{self.pk}"
+
+    @staticmethod
+    def pk_from_model_id(model_id) -> int | None:
+        """The job behind `mf-<job id>`; None for a base model or anything else."""
+        prefix, _, number = str(model_id).partition("-")
+        return int(number) if prefix == "mf" and number.isdigit() else None
 
 
 class TrainingDataset(models.Model):

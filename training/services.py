@@ -9,17 +9,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import live
+from core.jobs import JobStatus
+from core.queue import enqueue
 from datanets.access import trainable_by
 from datanets.models import Contribution
-from modelfactory.jobs import JobStatus
-from modelfactory.notifications import notify_user
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
 from training.signals import job_succeeded
@@ -67,6 +66,8 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
     """Every reason a job cannot start, as TrainingError; returns the versions to pin."""
     if not base_model.enabled:
         raise TrainingError("This base model is disabled.", "base_model")
+    if cfg.base_model != base_model.source:
+        raise TrainingError(f"These settings were made for another base model than {base_model}.", "base_model")
     problem = local_folder_problem(base_model.source)
     if problem:
         raise TrainingError(problem, "base_model")
@@ -93,12 +94,12 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
 
 
 def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: FinetuneConfig, preset: str, request_key: str):
-    """Create the job and queue it on the gpu queue; the same request_key returns the same job."""
+    """Create the job and queue it on the gpu queue; the same request_key returns the same job.
+
+    `cfg` is the config the form or API built (config_from) and is stored as is."""
     existing = TrainingJob.objects.filter(owner=user, request_key=request_key).first()
     if existing:
         return existing
-    schema = datanets[0].schema if datanets else cfg.schema
-    cfg = FinetuneConfig.from_dict({**cfg.to_dict(), "schema": schema, "base_model": base_model.source})
     pins = check_start(user, base_model, datanets, cfg)
     try:
         with transaction.atomic():
@@ -112,27 +113,18 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
                 TrainingDataset.objects.create(
                     job=job, datanet=datanet, version=version, size=version.size, root=version.root
                 )
-            transaction.on_commit(lambda: _enqueue(job.pk))
+            enqueue(job, "training.run_training")
     except IntegrityError:  # the same submission raced itself
         return TrainingJob.objects.get(owner=user, request_key=request_key)
     return job
 
 
-def _enqueue(job_id: int) -> None:
-    from training.tasks import run_training
-
-    result = run_training.apply_async((job_id,), queue="gpu")
-    TrainingJob.objects.filter(pk=job_id).update(celery_task_id=result.id)
-
-
 def config_from(preset: str, overrides: dict, base_model: BaseModel | None) -> FinetuneConfig:
-    from training.engine import PRESETS
+    """The job's one FinetuneConfig: preset, then overrides (with the schema), then the base model's source."""
+    from training.engine import config as engine_config
 
-    values = dict(PRESETS.get(preset, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
-    values["base_model"] = base_model.source if base_model else "unset"
     try:
-        return FinetuneConfig.from_dict(values)
+        return engine_config.config_from(preset, overrides, base_model=base_model.source if base_model else "unset")
     except ConfigError as exc:
         raise TrainingError(exc.message, exc.field) from None
 
@@ -156,7 +148,8 @@ def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
 # --- Running (inside the worker) ---------------------------------------------------------------
 
 
-def _me() -> str:
+def worker_name() -> str:
+    """host:pid of this worker process, stored on the job it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -175,12 +168,12 @@ def _stale(job: TrainingJob) -> bool:
 def claim(job: TrainingJob) -> bool:
     """Take a queued job, or take over a running one whose worker died; never run it twice."""
     if job.claim():
-        TrainingJob.objects.filter(pk=job.pk).update(worker=_me(), heartbeat_at=timezone.now())
+        TrainingJob.objects.filter(pk=job.pk).update(worker=worker_name(), heartbeat_at=timezone.now())
         return True
     job.refresh_from_db()
     if job.status == JobStatus.RUNNING and _stale(job):
         taken = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
-            worker=_me(), heartbeat_at=timezone.now(), attempts=F("attempts") + 1
+            worker=worker_name(), heartbeat_at=timezone.now(), attempts=F("attempts") + 1
         )
         return taken == 1
     return False
@@ -198,7 +191,7 @@ def records_for(job: TrainingJob):
 
 
 def _send(job_id: int, message: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(job_group(job_id), message)
+    live.send(job_group(job_id), message)
 
 
 def record_point(job: TrainingJob, point: dict) -> None:
@@ -227,7 +220,7 @@ def _finish(job: TrainingJob, status: str, message: str, **fields) -> None:
     append_log(job, message)
     _send(job.pk, {"type": "status", "status": status, "message": message})
     level = {"succeeded": "success", "failed": "error"}.get(status, "info")
-    notify_user(job.owner_id, f"Training “{job.name}”: {message}", level)
+    live.notify_user(job.owner_id, f"Training “{job.name}”: {message}", level)
     if status == JobStatus.SUCCEEDED:
         job.refresh_from_db()
         job_succeeded.send(sender=TrainingJob, job=job)
@@ -245,7 +238,7 @@ def run(job_id: int) -> str:
     job.refresh_from_db()
     _send(job.pk, {"type": "status", "status": job.status, "message": ""})
     out_dir = Path(job.output_dir)
-    cfg = FinetuneConfig.from_dict(job.config)
+    cfg = job.finetune_config()
     card = {
         "name": job.name,
         "datanets": [
@@ -253,7 +246,7 @@ def run(job_id: int) -> str:
             for d in job.datasets.select_related("datanet", "version")
         ],
     }
-    append_log(job, f"started on {_me()} (attempt {job.attempts})")
+    append_log(job, f"started on {worker_name()} (attempt {job.attempts})")
     try:
         result = run_finetune(
             cfg, records_for(job), out_dir,
@@ -283,3 +276,10 @@ def cancel(user, job: TrainingJob) -> TrainingJob:
     if job.status == JobStatus.CANCELLED:
         _send(job.pk, {"type": "status", "status": job.status, "message": "Cancelled before it started."})
     return job
+
+
+def delete_model(user, job: TrainingJob) -> None:
+    """The owner takes their trained model out of service: no more chat, /v1 or export."""
+    if job.owner_id != user.pk:
+        raise TrainingError("Only the model's owner can delete it.", status=403)
+    job.retire_model()

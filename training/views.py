@@ -6,7 +6,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -100,3 +100,14 @@ def job_points(request, job_id: int):
 def models_list(request):
     jobs = services.visible_jobs(request.user).filter(status="succeeded").order_by("-finished_at")
     return render(request, "training/models.html", {"jobs": jobs})
+
+
+@login_required
+@require_POST
+def delete_model(request, job_id: int):
+    job = services.visible_jobs(request.user).filter(pk=job_id, owner=request.user).first()
+    if job is None:
+        raise Http404("No such model.")
+    services.delete_model(request.user, job)
+    messages.success(request, f"Model “{job.name}” deleted.")
+    return redirect("models")

@@ -176,7 +176,7 @@ def keep_recursion_limit() -> Iterator[None]:
 
 
 def in_process_provider() -> EthereumTesterProvider:
-    """The process-wide in-process chain (created on first use: genesis takes ~1 s)."""
+    """The process-wide in-process chain (created on first use: building its genesis is slow)."""
     global _tester
     with _tester_lock:
         if _tester is None:

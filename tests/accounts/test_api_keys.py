@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from modelfactory.accounts.models import ApiKey, hash_key
+from accounts.models import ApiKey, hash_key
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from siwe import SiweMessage
 
-from modelfactory.accounts.models import SiweNonce, Wallet
+from accounts.models import SiweNonce, Wallet
 
 pytestmark = pytest.mark.django_db
 DOMAIN = "testserver"

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from attribution.engine import retrieval
+from attribution.engine import index as retrieval
 from attribution.indexing import index_folder, sync_index
 from datanets.demo_data import demo_records
 from datanets.models import Contribution

@@ -1,4 +1,4 @@
-"""The hybrid retrieval engine (attribution/engine/retrieval.py): plain Python, no database."""
+"""The hybrid retrieval engine (attribution/engine/index.py, retrieve.py): plain Python, no database."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attribution.engine import retrieval
-from attribution.engine.retrieval import DIM, DatanetIndex, StaleIndexError
+from attribution.engine import retrieve
+from attribution.engine.index import DIM, DatanetIndex, Embedder, StaleIndexError, default_embedder
+from attribution.engine.text import _stem_words
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -27,8 +28,8 @@ DOCS = {
 
 
 @pytest.fixture(scope="session")
-def embedder() -> retrieval.Embedder:
-    return retrieval.default_embedder()
+def embedder() -> Embedder:
+    return default_embedder()
 
 
 @pytest.fixture(scope="session")
@@ -49,13 +50,13 @@ def random_vectors(n: int, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def ask(index: DatanetIndex, embedder, query: str, k: int = 3) -> list[retrieval.Hit]:
+def ask(index: DatanetIndex, embedder, query: str, k: int = 3) -> list[retrieve.Hit]:
     return index.search(query, embedder.encode([query])[0], k=k)
 
 
 def test_it_never_imports_django_or_torch_on_import():
     code = (
-        "import sys; import attribution.engine.retrieval; "
+        "import sys; import attribution.engine.index, attribution.engine.retrieve; "
         "bad = [m for m in ('django', 'celery', 'channels', 'torch', 'sentence_transformers') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -72,7 +73,7 @@ def test_it_embeds_normalised_float32(embedder):
 def test_it_finds_a_record_by_meaning_with_no_shared_words(tmp_path, embedder, doc_vectors):
     index = build(tmp_path, doc_vectors)
     query = "kitten resting beside a sunny pane"
-    assert not set(retrieval.tokenize([query])[0]) & set(retrieval.tokenize([DOCS[1]])[0])
+    assert not set(retrieve.tokenize([query])[0]) & set(retrieve.tokenize([DOCS[1]])[0])
     hits = ask(index, embedder, query)
     assert hits[0].id == 1 and hits[0].bm25 == 0 and hits[0].dense > 0.3
     assert all(0 <= h.score <= 1 for h in hits)
@@ -88,11 +89,11 @@ def test_it_finds_a_rare_exact_term_by_bm25(tmp_path, embedder, doc_vectors):
 def test_it_folds_plurals_and_skips_stop_words_like_bm25s():
     import bm25s
 
-    assert retrieval.tokenize(["The adapters and the matrices"]) == [["adapter", "matrice"]]
-    assert retrieval.tokenize(["adapter matrice"]) == [["adapter", "matrice"]]
+    assert retrieve.tokenize(["The adapters and the matrices"]) == [["adapter", "matrice"]]
+    assert retrieve.tokenize(["adapter matrice"]) == [["adapter", "matrice"]]
     texts = [*DOCS.values(), "", "  ", "A I", "Ünïcødé STUDIES of LoRA's 2e-4 rates"]
-    expected = bm25s.tokenize(texts, stopwords="en", stemmer=retrieval._stem_words, return_ids=False)
-    assert retrieval.tokenize(texts) == expected  # the fast query path matches how the corpus was indexed
+    expected = bm25s.tokenize(texts, stopwords="en", stemmer=_stem_words, return_ids=False)
+    assert retrieve.tokenize(texts) == expected  # the fast query path matches how the corpus was indexed
 
 
 def test_it_scores_with_the_exact_vectors_after_removals_and_replacements(tmp_path):
@@ -191,23 +192,23 @@ def test_it_refuses_a_stale_save_and_serialises_writers(tmp_path):
 
 
 def test_it_reloads_the_cache_when_the_generation_changes(tmp_path, doc_vectors):
-    retrieval.clear_cache()
+    retrieve.clear_cache()
     build(tmp_path, doc_vectors, ids=[1, 2])
-    cached = retrieval.load(tmp_path)
-    assert retrieval.load(tmp_path) is cached and len(cached) == 2
+    cached = retrieve.load(tmp_path)
+    assert retrieve.load(tmp_path) is cached and len(cached) == 2
     with DatanetIndex.writer(tmp_path) as index:
         index.upsert([4], [DOCS[4]], doc_vectors[4][None])
         index.save()
-    fresh = retrieval.load(tmp_path)
+    fresh = retrieve.load(tmp_path)
     assert fresh is not cached and fresh.generation == 2 and len(fresh) == 3
-    assert retrieval.load(tmp_path) is fresh
+    assert retrieve.load(tmp_path) is fresh
 
 
 def test_it_merges_hits_across_datanets(tmp_path, embedder, doc_vectors):
     a = build(tmp_path / "a", doc_vectors, ids=[1, 2, 3])
     b = build(tmp_path / "b", doc_vectors, ids=[4, 5, 6])
     query = "baking bread with flour and a feline on the sill"
-    hits = retrieval.search({10: a, 20: b}, query, embedder.encode([query])[0], k=6)
+    hits = retrieve.search({10: a, 20: b}, query, embedder.encode([query])[0], k=6)
     assert len(hits) == 6 and {(h.datanet, h.id) for h in hits[:2]} == {(10, 1), (20, 4)}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert {h.datanet for h in hits} == {10, 20} and all(h.datanet == 10 for h in hits if h.id in (1, 2, 3))
@@ -215,26 +216,26 @@ def test_it_merges_hits_across_datanets(tmp_path, embedder, doc_vectors):
 
 def test_it_highlights_matched_words():
     text = "Low-rank adapters freeze the base model; LoRA trains low rank matrices."
-    spans = retrieval.highlight(text, "Which LoRA adapter rank is low?")
+    spans = retrieve.highlight(text, "Which LoRA adapter rank is low?")
     assert [text[a:b] for a, b in spans] == ["Low-rank adapters", "LoRA", "low rank"]
-    assert retrieval.highlight(text, "the a of") == []
-    assert retrieval.highlight("Ärger über Façade", "façade ÄRGER") == [(0, 5), (11, 17)]
+    assert retrieve.highlight(text, "the a of") == []
+    assert retrieve.highlight("Ärger über Façade", "façade ÄRGER") == [(0, 5), (11, 17)]
 
 
 def test_it_cuts_an_excerpt_around_the_densest_match():
     text = "lorem " * 100 + "the LoRA adapter has rank eight " + "ipsum " * 100 + "one lonely lora"
-    spans = retrieval.highlight(text, "lora adapter rank")
-    out, shifted = retrieval.excerpt(text, spans, width=120)
+    spans = retrieve.highlight(text, "lora adapter rank")
+    out, shifted = retrieve.excerpt(text, spans, width=120)
     assert out.startswith("…") and out.endswith("…") and len(out) <= 122
     assert [out[a:b] for a, b in shifted] == ["LoRA adapter", "rank"]
-    short, same = retrieval.excerpt("LoRA rank", [(0, 4), (5, 9)])
+    short, same = retrieve.excerpt("LoRA rank", [(0, 4), (5, 9)])
     assert short == "LoRA rank" and same == [(0, 4), (5, 9)]
     lines = "\n".join(f"line{i} has filler" for i in range(40))
     text = lines + "\nthe LoRA adapter\n" + lines
-    out, shifted = retrieval.excerpt(text, retrieval.highlight(text, "lora adapters"), width=77)
+    out, shifted = retrieve.excerpt(text, retrieve.highlight(text, "lora adapters"), width=77)
     body = out.strip("…")
     at = text.find(body)
     assert at > 0 and text[at - 1].isspace() and text[at + len(body)].isspace()  # cut between words
     assert [out[a:b] for a, b in shifted] == ["LoRA adapter"]
-    head, none = retrieval.excerpt("word " * 100, [], width=50)
+    head, none = retrieve.excerpt("word " * 100, [], width=50)
     assert head.startswith("word") and head.endswith("…") and none == []

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from accounts.services import create_api_key
 from datanets.demo_data import demo_records
-from modelfactory.accounts.services import create_api_key
 from tests.conftest import ARTIFACTS, BASE_DIR, child_env, stop, wait_until
 from training.models import BaseModel, TrainingJob
 

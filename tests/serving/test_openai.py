@@ -10,7 +10,7 @@ import openai
 import pytest
 import requests
 
-from modelfactory.accounts.services import create_api_key
+from accounts.services import create_api_key
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from modelfactory.jobs import Job
+from core.jobs import Job
 
 
 class SampleJob(Job):

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db.models import F
 
-from modelfactory.jobs import JobStatus, JobTask
+from core.jobs import JobStatus, JobTask
 from tests.testapp.models import SampleJob
 
 

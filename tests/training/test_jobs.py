@@ -31,7 +31,7 @@ def test_starting_pins_the_datanet_version_and_a_double_submission_starts_one_jo
     client, user, base_model, glossary, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr("training.services._enqueue", queued.append)
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: queued.append(job.pk))
     client.force_login(user)
     first = client.post("/training/new/", form_data(base_model, [glossary]))
     second = client.post("/training/new/", form_data(base_model, [glossary]))
@@ -79,7 +79,7 @@ def test_an_empty_datanet_is_refused(client, user, base_model, make_datanet):
 
 
 def test_the_api_starts_lists_details_and_cancels(user, other_user, base_model, glossary, monkeypatch):
-    monkeypatch.setattr("training.services._enqueue", lambda job_id: None)
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
     api = APIClient()
     api.force_authenticate(user)
     body = {"base_model": base_model.pk, "datanets": ["glossary"], "preset": "quick", "config": {"max_steps": 5}}
@@ -107,6 +107,15 @@ def test_the_api_starts_lists_details_and_cancels(user, other_user, base_model, 
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"rank": -1}}, 400, "rank"),
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"warp": 9}}, 400, "warp"),
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"method": "qlora"}}, 400, "QLoRA"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"rank": "x"}}, 400, "rank"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"packing": "yes"}}, 400, "packing"),
+        (
+            {"base_model": "BASE", "datanets": ["glossary"], "config": {"target_modules": "q_proj"}},
+            400,
+            "target_modules",
+        ),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": "fast"}, 400, "config"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "preset": "warp"}, 400, "preset"),
     ],
 )
 def test_bad_api_requests_get_a_4xx_and_leave_no_job(user, base_model, glossary, body, status, text):
@@ -120,7 +129,7 @@ def test_bad_api_requests_get_a_4xx_and_leave_no_job(user, base_model, glossary,
 
 
 def test_job_pages_are_only_for_their_owner(client, user, other_user, base_model, glossary, monkeypatch):
-    monkeypatch.setattr("training.services._enqueue", lambda job_id: None)
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
     client.force_login(user)
     client.post("/training/new/", form_data(base_model, [glossary]))
     job = TrainingJob.objects.get()

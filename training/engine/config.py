@@ -1,19 +1,21 @@
 """FinetuneConfig: every knob of a LoRA / QLoRA / DoRA run, checked on creation.
 
-Saved as run_config.json beside the adapter and on the job row; forms and API
-serializers build it, views never assemble one by hand.
+The single source of training knobs: each field's metadata (label, help, bounds,
+choices, whether the form shows it) generates the training form, the API's
+config serializer and docs/training-knobs.md, and `__post_init__` validates from
+it. Presets live in PRESETS, used by form and API alike. A config is built once
+(form or API), stored on the job as `to_dict()` and handed to the engine as an
+object; it is saved as run_config.json beside the adapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-
-METHODS = ("lora", "qlora", "dora")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-SCHEMAS = ("text", "instruction", "chat")
+from typing import Any
 
 # Attention and MLP projections per architecture (peft's defaults cover fewer).
 TARGET_MODULES = {
@@ -26,6 +28,10 @@ TARGET_MODULES = {
     "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
 }
 
+# Settings that come from the request itself (the chosen base model and the Datanets' schema),
+# not from the Advanced knobs: the form and the API fill them in.
+DERIVED = ("base_model", "schema")
+
 
 class ConfigError(ValueError):
     """A config value out of range; `field` names it for field-level form errors."""
@@ -36,67 +42,202 @@ class ConfigError(ValueError):
         self.message = message
 
 
-def _help(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
+@dataclass(frozen=True)
+class Knob:
+    """One FinetuneConfig field as the form, the API and the docs see it."""
+
+    name: str
+    kind: type  # int, float, str, bool or list (a list of module names, or None)
+    default: Any
+    label: str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+    choices: tuple[tuple[Any, str], ...] = ()  # (value, human label)
+    advanced: bool = True  # shown under Advanced in the form
+    required: bool = False  # text that may not be empty
+    message: str = ""  # what an out-of-range value is told
+
+    @property
+    def values(self) -> tuple:
+        return tuple(value for value, _ in self.choices)
+
+    def coerce(self, value):
+        """`value` as this knob's type (an int is a fine float); ConfigError when it is not one."""
+        if self.kind is list:
+            if value is None or isinstance(value, list | tuple):
+                return value if value is None else list(value)
+            raise ConfigError(self.name, "must be a list of module names")
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            raise ConfigError(self.name, "must be true or false")
+        if self.kind in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, float) and not (math.isfinite(value) and (self.kind is float or value.is_integer())):
+                raise ConfigError(
+                    self.name, "must be a whole number" if self.kind is int else "must be a finite number"
+                )
+            return self.kind(value)
+        if self.kind is str and isinstance(value, str):
+            return value
+        kind = {int: "a whole number", float: "a number", str: "text"}[self.kind]
+        raise ConfigError(self.name, f"must be {kind}")
+
+    def problem(self, value) -> str | None:
+        """Why `value` (already of the right type) is not allowed; None if it is."""
+        if self.kind is list:
+            if value is not None and (not value or not all(isinstance(m, str) and m for m in value)):
+                return self.message
+            return None
+        if self.kind is str and self.choices and value not in self.values:
+            return f"must be one of {', '.join(self.values)}"
+        if self.required and not value:
+            return self.message
+        if self.min is not None and (value <= self.min if self.min_exclusive else value < self.min):
+            return self.message
+        if self.max is not None and (value >= self.max if self.max_exclusive else value > self.max):
+            return self.message
+        return None
+
+    def bounds_text(self) -> str:
+        """The allowed range or values in words: "1 to 1024", "0 ≤ x < 1", "lora, qlora, dora"."""
+        if self.kind is list:
+            return "a list of module names"
+        if self.choices:
+            return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
+        if self.min is None and self.max is None:
+            return ""
+        if not self.min_exclusive and not self.max_exclusive and self.min is not None and self.max is not None:
+            return f"{_num(self.min)} to {_num(self.max)}"
+        low = "" if self.min is None else f"{_num(self.min)} {'<' if self.min_exclusive else '≤'} "
+        high = "" if self.max is None else f" {'<' if self.max_exclusive else '≤'} {_num(self.max)}"
+        return f"{low}x{high}"
+
+
+def _num(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
+
+
+def knob(default, label: str, help: str, **spec):
+    """A dataclass field carrying its Knob metadata (everything but name, kind and default)."""
+    return field(default=default, metadata={"knob": {"label": label, "help": help, **spec}})
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool, "list[str] | None": list}
 
 
 @dataclass
 class FinetuneConfig:
-    base_model: str = _help("Hugging Face model id or a local folder with config.json and weights.", default="")
-    schema: str = _help("Record schema: text, instruction or chat.", default="instruction")
-    method: str = _help("lora, qlora (4-bit nf4 base, CUDA only) or dora.", default="lora")
-    rank: int = _help("LoRA rank r.", default=16)
-    alpha: int = _help("LoRA alpha; the update is scaled by alpha / rank.", default=32)
-    dropout: float = _help("LoRA dropout.", default=0.05)
-    target_modules: list[str] | None = _help("Modules to adapt; None picks them per architecture.", default=None)
-    learning_rate: float = _help("Peak learning rate.", default=2e-4)
-    scheduler: str = _help("linear, cosine, constant or constant_with_warmup.", default="cosine")
-    warmup_ratio: float = _help("Fraction of steps spent warming up.", default=0.03)
-    epochs: float = _help("Passes over the data (ignored when max_steps > 0).", default=1.0)
-    max_steps: int = _help("Stop after this many optimiser steps; 0 = use epochs.", default=0)
-    batch_size: int = _help("Sequences per device per step.", default=8)
-    grad_accum: int = _help("Micro-batches per optimiser step.", default=1)
-    max_seq_len: int = _help("Longest example in tokens; longer ones are truncated.", default=512)
-    packing: bool = _help("Padding-free batches: examples concatenated, never attending to each other.", default=True)
-    seed: int = _help("Random seed for shuffling and init.", default=42)
-    eval_fraction: float = _help("Share of records held out for eval loss (0 = none).", default=0.05)
-    precision: str = _help("auto (bf16 on capable GPUs, else fp32), fp32, bf16 or fp16.", default="auto")
-    gradient_checkpointing: bool = _help("Recompute activations to save memory.", default=False)
-    logging_steps: int = _help("Report metrics every N optimiser steps.", default=1)
-    eval_steps: int = _help("Eval every N steps (0 = at the end only).", default=0)
-    save_steps: int = _help("Checkpoint every N steps (0 = no intermediate checkpoints).", default=50)
-    save_total_limit: int = _help("Checkpoints kept on disk.", default=2)
+    base_model: str = knob(
+        "", "Base model", "Hugging Face model id or a local folder with config.json and weights.",
+        advanced=False, required=True, message="choose a base model",
+    )  # fmt: skip
+    schema: str = knob(
+        "instruction", "Record schema", "The shape of the Datanets' records: text, instruction or chat.",
+        advanced=False, choices=(("text", "Plain text"), ("instruction", "Instruction and answer"), ("chat", "Chat")),
+    )  # fmt: skip
+    method: str = knob(
+        "lora", "Method", "LoRA trains a small adapter; QLoRA does so over a 4-bit base (CUDA GPU only) to save "
+        "memory; DoRA is a LoRA variant that adapts the size and direction of weights separately.",
+        choices=(("lora", "LoRA"), ("qlora", "QLoRA (4-bit base, CUDA GPU only)"), ("dora", "DoRA")),
+    )  # fmt: skip
+    rank: int = knob(
+        16, "Adapter rank", "Size of the adapter (LoRA rank r): larger learns more but needs more memory.",
+        min=1, max=1024, message="must be between 1 and 1024",
+    )  # fmt: skip
+    alpha: int = knob(
+        32, "Adapter alpha", "Strength of the adapter: its update is scaled by alpha / rank.",
+        min=1, max=4096, message="must be between 1 and 4096",
+    )  # fmt: skip
+    dropout: float = knob(
+        0.05, "Dropout", "Share of adapter inputs dropped at random while training, against overfitting.",
+        min=0.0, max=1.0, max_exclusive=True, message="must be in [0, 1)",
+    )  # fmt: skip
+    target_modules: list[str] | None = knob(
+        None, "Target modules", "Layers to adapt, e.g. q_proj, v_proj; empty picks them per architecture.",
+        message="must be a non-empty list of module names, or left to the default",
+    )  # fmt: skip
+    learning_rate: float = knob(
+        2e-4, "Learning rate", "How big each update step is at its peak: too high diverges, too low learns slowly.",
+        min=0.0, max=1.0, min_exclusive=True, message="must be in (0, 1]",
+    )  # fmt: skip
+    scheduler: str = knob(
+        "cosine", "Learning rate schedule", "How the learning rate changes over the run after warm-up.",
+        choices=(("linear", "linear decay"), ("cosine", "cosine decay"), ("constant", "constant"),
+                 ("constant_with_warmup", "constant after warm-up")),
+    )  # fmt: skip
+    warmup_ratio: float = knob(
+        0.03, "Warm-up share", "Share of the steps spent slowly raising the learning rate.",
+        min=0.0, max=1.0, max_exclusive=True, message="must be in [0, 1)",
+    )  # fmt: skip
+    epochs: float = knob(
+        1.0, "Epochs", "Passes over the data (ignored when max steps is above 0).",
+        min=0.0, max=100, min_exclusive=True, message="must be in (0, 100]",
+    )  # fmt: skip
+    max_steps: int = knob(
+        0, "Max steps", "Stop after this many optimiser steps; 0 = use epochs.",
+        min=0, max=1_000_000, message="must be between 0 and 1,000,000",
+    )  # fmt: skip
+    batch_size: int = knob(
+        8, "Batch size", "Examples per device per step; lower it if the GPU runs out of memory.",
+        min=1, max=1024, message="must be between 1 and 1024",
+    )  # fmt: skip
+    grad_accum: int = knob(
+        1, "Gradient accumulation", "Batches summed into one optimiser step: a larger effective batch, same memory.",
+        min=1, max=1024, message="must be between 1 and 1024",
+    )  # fmt: skip
+    max_seq_len: int = knob(
+        512, "Max sequence length", "Longest example in tokens; longer ones are truncated.",
+        min=16, max=131072, message="must be between 16 and 131,072",
+    )  # fmt: skip
+    packing: bool = knob(
+        True, "Packing", "Padding-free batches: examples concatenated, never attending to each other.",
+        choices=((True, "padding-free packing"), (False, "padded batches")),
+    )  # fmt: skip
+    seed: int = knob(
+        42, "Random seed", "Seed for shuffling and initialisation; the same seed repeats a run.",
+        min=0, max=2**31 - 1, message="must be between 0 and 2,147,483,647",
+    )  # fmt: skip
+    eval_fraction: float = knob(
+        0.05, "Held-out share", "Share of records held out to measure eval loss (0 = none).",
+        min=0.0, max=0.5, message="must be between 0 and 0.5",
+    )  # fmt: skip
+    precision: str = knob(
+        "auto", "Precision", "Number format for training: auto picks bf16 on capable GPUs, else fp32.",
+        choices=(("auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")),
+    )  # fmt: skip
+    gradient_checkpointing: bool = knob(
+        False, "Gradient checkpointing", "Recompute activations to save memory, at some cost in speed.",
+        choices=((True, "on (saves memory)"), (False, "off")),
+    )  # fmt: skip
+    logging_steps: int = knob(
+        1, "Logging steps", "Report metrics every N optimiser steps.",
+        min=1, max=10_000, message="must be between 1 and 10,000",
+    )  # fmt: skip
+    eval_steps: int = knob(
+        0, "Eval steps", "Measure eval loss every N steps (0 = at the end only).",
+        min=0, max=1_000_000, message="must be 0 or more",
+    )  # fmt: skip
+    save_steps: int = knob(
+        50, "Save steps", "Checkpoint every N steps so a stopped run can resume (0 = no intermediate checkpoints).",
+        min=0, max=1_000_000, message="must be 0 or more",
+    )  # fmt: skip
+    save_total_limit: int = knob(
+        2, "Checkpoints kept", "Checkpoints kept on disk.",
+        min=1, max=100, message="must be between 1 and 100", advanced=False,
+    )  # fmt: skip
 
     def __post_init__(self):
-        checks = [
-            ("base_model", bool(self.base_model), "choose a base model"),
-            ("schema", self.schema in SCHEMAS, f"must be one of {', '.join(SCHEMAS)}"),
-            ("method", self.method in METHODS, f"must be one of {', '.join(METHODS)}"),
-            ("rank", 1 <= self.rank <= 1024, "must be between 1 and 1024"),
-            ("alpha", 1 <= self.alpha <= 4096, "must be between 1 and 4096"),
-            ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
-            ("learning_rate", 0.0 < self.learning_rate <= 1.0, "must be in (0, 1]"),
-            ("scheduler", self.scheduler in SCHEDULERS, f"must be one of {', '.join(SCHEDULERS)}"),
-            ("warmup_ratio", 0.0 <= self.warmup_ratio < 1.0, "must be in [0, 1)"),
-            ("epochs", 0.0 < self.epochs <= 100, "must be in (0, 100]"),
-            ("max_steps", 0 <= self.max_steps <= 1_000_000, "must be between 0 and 1,000,000"),
-            ("batch_size", 1 <= self.batch_size <= 1024, "must be between 1 and 1024"),
-            ("grad_accum", 1 <= self.grad_accum <= 1024, "must be between 1 and 1024"),
-            ("max_seq_len", 16 <= self.max_seq_len <= 131072, "must be between 16 and 131,072"),
-            ("eval_fraction", 0.0 <= self.eval_fraction <= 0.5, "must be between 0 and 0.5"),
-            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
-            ("logging_steps", 1 <= self.logging_steps <= 10_000, "must be between 1 and 10,000"),
-            ("eval_steps", 0 <= self.eval_steps <= 1_000_000, "must be 0 or more"),
-            ("save_steps", 0 <= self.save_steps <= 1_000_000, "must be 0 or more"),
-            ("save_total_limit", 1 <= self.save_total_limit <= 100, "must be between 1 and 100"),
-        ]
-        for name, ok, message in checks:
-            if not ok:
-                raise ConfigError(name, message)
-        if self.target_modules is not None and (
-            not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules)
-        ):
-            raise ConfigError("target_modules", "must be a non-empty list of module names, or left to the default")
+        for spec in knobs():
+            value = spec.coerce(getattr(self, spec.name))
+            problem = spec.problem(value)
+            if problem:
+                raise ConfigError(spec.name, problem)
+            setattr(self, spec.name, value)
 
     def modules_for(self, architecture: str) -> list[str] | str:
         if self.target_modules:
@@ -110,7 +251,7 @@ class FinetuneConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> FinetuneConfig:
+    def from_dict(cls, data: Mapping) -> FinetuneConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -118,8 +259,81 @@ class FinetuneConfig:
         return cls(**data)
 
 
-PRESETS = {
-    "quick": {"epochs": 1.0, "rank": 8, "alpha": 16, "learning_rate": 3e-4, "max_seq_len": 256, "batch_size": 8},
-    "balanced": {"epochs": 2.0, "rank": 16, "alpha": 32, "learning_rate": 2e-4, "max_seq_len": 512, "batch_size": 8},
-    "thorough": {"epochs": 3.0, "rank": 32, "alpha": 64, "learning_rate": 1e-4, "max_seq_len": 1024, "batch_size": 8},
-}
+def knobs() -> Iterator[Knob]:
+    """Every FinetuneConfig field with its metadata, in declaration order."""
+    for f in dataclasses.fields(FinetuneConfig):
+        yield Knob(name=f.name, kind=_KINDS[f.type], default=f.default, **f.metadata["knob"])
+
+
+KNOBS: dict[str, Knob] = {k.name: k for k in knobs()}
+METHODS = KNOBS["method"].values
+SCHEDULERS = KNOBS["scheduler"].values
+PRECISIONS = KNOBS["precision"].values
+SCHEMAS = KNOBS["schema"].values
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    description: str
+    values: Mapping[str, Any]
+
+    @property
+    def choice_label(self) -> str:
+        return f"{self.label} — {self.description}"
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("quick", "Quick", "a first try in minutes",
+               {"epochs": 1.0, "rank": 8, "alpha": 16, "learning_rate": 3e-4, "max_seq_len": 256, "batch_size": 8}),
+        Preset("balanced", "Balanced", "two passes with a mid-size adapter",
+               {"epochs": 2.0, "rank": 16, "alpha": 32, "learning_rate": 2e-4, "max_seq_len": 512, "batch_size": 8}),
+        Preset("thorough", "Thorough", "three passes, a larger adapter and longer examples; slowest",
+               {"epochs": 3.0, "rank": 32, "alpha": 64, "learning_rate": 1e-4, "max_seq_len": 1024,
+                "batch_size": 8}),
+        Preset("custom", "Custom", "only the Advanced values over the defaults", {}),
+    )
+}  # fmt: skip
+
+
+def config_from(preset: str, overrides: Mapping, **fixed) -> FinetuneConfig:
+    """The preset's values, then the overrides that are set (not None or ""), then `fixed`, validated once."""
+    if preset not in PRESETS:
+        raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset].values)
+    values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
+    values.update(fixed)
+    return FinetuneConfig.from_dict(values)
+
+
+def knobs_markdown() -> str:
+    """docs/training-knobs.md: every knob and preset, generated from the metadata."""
+
+    def cell(value) -> str:
+        text = "—" if value is None or value == "" else str(value).lower() if isinstance(value, bool) else str(value)
+        return text.replace("|", "\\|")
+
+    lines = [
+        "# Training knobs",
+        "",
+        "Generated from `training/engine/config.py` by `knobs_markdown()`; a test keeps this file in step.",
+        "Empty Advanced fields in the form (and settings left out of the API's `config`) take the preset's value,",
+        "else the default.",
+        "",
+        "| setting | label | default | allowed | in the form | help |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for k in knobs():
+        default = ", ".join(k.default) if isinstance(k.default, list) else k.default
+        shown = "Advanced" if k.advanced else ("filled in" if k.name in DERIVED else "API only")
+        lines.append(
+            f"| `{k.name}` | {cell(k.label)} | {cell(default)} | {cell(k.bounds_text())} | {shown} | {cell(k.help)} |"
+        )
+    lines += ["", "## Presets", "", "| preset | label | description | values |", "| --- | --- | --- | --- |"]
+    for p in PRESETS.values():
+        values = ", ".join(f"`{k}` = {v}" for k, v in p.values.items()) or "none: the defaults"
+        lines.append(f"| `{p.name}` | {cell(p.label)} | {cell(p.description)} | {values} |")
+    return "\n".join(lines) + "\n"

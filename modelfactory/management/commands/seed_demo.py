@@ -3,6 +3,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from datanets.seed import seed_datanets
+from training.seed import seed_base_model
+
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "modelfactory-demo"
@@ -22,14 +25,10 @@ class Command(BaseCommand):
             EmailAddress.objects.get_or_create(
                 user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
             )
-        from datanets.seed import seed_datanets
-
         for datanet in seed_datanets(user):
             self.stdout.write(
                 f"Datanet: {datanet.name} ({datanet.visibility}) at {settings.SITE_URL}/datanets/{datanet.slug}/"
             )
-        from training.seed import seed_base_model
-
         self.stdout.write(f"Base model: {seed_base_model()}")
         self.stdout.write(
             self.style.SUCCESS(

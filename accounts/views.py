@@ -13,9 +13,9 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from modelfactory.accounts import siwe_auth
-from modelfactory.accounts.models import ApiKey
-from modelfactory.accounts.services import ApiKeyError, create_api_key, revoke_api_key
+from accounts import siwe_auth
+from accounts.models import ApiKey
+from accounts.services import ApiKeyError, create_api_key, revoke_api_key
 
 MAX_JSON_BODY = 16 * 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from modelfactory.accounts.services import user_for_api_key
+from accounts.services import user_for_api_key
 
 
 def bearer_token(header: str) -> str | None:

@@ -1,6 +1,7 @@
-"""The retrieval service: a thread in `python -m serving.worker` answering queries
-from web processes (which never import torch). Queries name the Datanets to search;
-the web side decides which ones the viewer may read before asking."""
+"""The retrieval worker: a thread in `python -m serving.worker` (which already holds
+torch and the embedding model) answering queries from web processes, which never
+import torch. Queries name the Datanets to search; the web side decides which ones
+the viewer may read before asking (attribution.retrieval)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import logging
 import threading
 import time
 
-log = logging.getLogger("attribution.service")
+from attribution.indexing import index_folder
+from attribution.retrieval import LINE
+from core import rpc
+
+log = logging.getLogger(__name__)
 MAX_K = 50
 
 
 def answer(request: dict) -> dict:
-    from attribution.engine import retrieval
-    from attribution.indexing import index_folder
+    from attribution.engine import retrieve
 
     query = str(request.get("query", ""))[:4000]
     k = max(1, min(int(request.get("k", 5)), MAX_K))
@@ -23,12 +27,12 @@ def answer(request: dict) -> dict:
     for datanet_id in request.get("datanets", []):
         folder = index_folder(int(datanet_id))
         if (folder / "CURRENT").exists():
-            indexes[int(datanet_id)] = retrieval.load(folder)
+            indexes[int(datanet_id)] = retrieve.load(folder)
     if not indexes or not query.strip():
         return {"hits": []}
     started = time.perf_counter()
-    vector = retrieval.default_embedder().encode([query])[0]
-    hits = retrieval.search(indexes, query, vector, k=k)
+    vector = retrieve.default_embedder().encode([query])[0]
+    hits = retrieve.search(indexes, query, vector, k=k)
     return {
         "hits": [{"id": h.id, "datanet": h.datanet, "score": h.score, "bm25": h.bm25, "dense": h.dense} for h in hits],
         "ms": round((time.perf_counter() - started) * 1000, 2),
@@ -36,10 +40,8 @@ def answer(request: dict) -> dict:
 
 
 def serve(conn, stopping: threading.Event) -> None:
-    from attribution import protocol
-
     while not stopping.is_set():
-        item = conn.brpop(protocol.REQUESTS, timeout=1)
+        item = conn.brpop(LINE.requests, timeout=1)
         if item is None:
             continue
         try:
@@ -52,9 +54,7 @@ def serve(conn, stopping: threading.Event) -> None:
             log.exception("retrieval failed")
             reply = {"error": f"Retrieval failed: {exc}"}
         if isinstance(request, dict) and request.get("id"):
-            key = protocol.reply_key(str(request["id"]))
-            conn.rpush(key, json.dumps(reply))
-            conn.expire(key, protocol.REPLY_TTL)
+            rpc.reply(conn, LINE, str(request["id"]), reply)
 
 
 def start(conn) -> threading.Event:

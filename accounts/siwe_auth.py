@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from modelfactory.accounts.models import SiweNonce, Wallet
+from accounts.models import SiweNonce, Wallet
 
 if TYPE_CHECKING:
     import siwe
