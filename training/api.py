@@ -85,7 +85,7 @@ class _ConfigSerializer(serializers.Serializer):
 
 
 # Generated from the metadata: one optional field per knob the request may set.
-FinetuneConfigSerializer = type(
+FinetuneConfigSerializer = serializers.SerializerMetaclass(
     "FinetuneConfigSerializer",
     (_ConfigSerializer,),
     {"__module__": __name__, **{k.name: knob_serializer_field(k) for k in KNOBS.values() if k.name not in DERIVED}},

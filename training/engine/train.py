@@ -14,6 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,26 +132,58 @@ def run_finetune(
     on_log_line: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Train an adapter on `records` into `out_dir`/adapter. Resumes from `out_dir`/checkpoints."""
-    import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback
 
     out_dir = Path(out_dir)
     say = on_log_line or (lambda line: None)
     tokenizer, model, precision = load_base(cfg)
-    train_set, eval_set, dropped = data_mod.build(
-        tokenizer, cfg.schema, records, cfg.max_seq_len, cfg.eval_fraction, cfg.seed
-    )
-    if not train_set:
-        raise EngineError("No trainable examples: the data is empty after filtering (or every answer was truncated).")
-    say(f"{len(train_set)} training and {len(eval_set)} eval examples; {dropped} dropped")
+    train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     model = _with_lora(cfg, model)
     collator = _TokenCounter(
         data_mod.PaddingFreeCollator() if cfg.packing else data_mod.PaddingCollator(tokenizer.pad_token_id)
     )
     checkpoints = out_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints)
-    eval_every = cfg.eval_steps if eval_set and cfg.eval_steps else 0
-    args = TrainingArguments(
+    progress = _Progress(cfg, collator, on_progress, should_cancel, say)
+    trainer = Trainer(
+        model=model,
+        args=_training_args(cfg, checkpoints, precision, has_eval=bool(eval_set)),
+        train_dataset=data_mod.ExampleDataset(train_set),
+        eval_dataset=data_mod.ExampleDataset(eval_set) if eval_set else None,
+        data_collator=collator,
+        callbacks=[progress.as_callback(TrainerCallback)],
+    )
+    with _actionable_errors():
+        if resume_from:
+            say(f"resuming from {resume_from.name}")
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if progress.cancelled:
+            return FinetuneResult("cancelled", None, trainer.state.global_step)
+        metrics = {"train_loss": progress.last_loss, "steps": trainer.state.global_step}
+        if eval_set:
+            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]  # reported through on_log
+        adapter_dir = _save(cfg, trainer, tokenizer, out_dir, metrics, card or {})
+    return FinetuneResult("succeeded", adapter_dir, trainer.state.global_step, metrics)
+
+
+def _datasets(cfg: FinetuneConfig, tokenizer, records: Iterable[dict], say) -> tuple[list, list]:
+    """Train and eval examples; EngineError when nothing is left to train on."""
+    train_set, eval_set, dropped = data_mod.build(
+        tokenizer, cfg.schema, records, cfg.max_seq_len, cfg.eval_fraction, cfg.seed
+    )
+    if not train_set:
+        raise EngineError("No trainable examples: the data is empty after filtering (or every answer was truncated).")
+    say(f"{len(train_set)} training and {len(eval_set)} eval examples; {dropped} dropped")
+    return train_set, eval_set
+
+
+def _training_args(cfg: FinetuneConfig, checkpoints: Path, precision: str, has_eval: bool):
+    """The Trainer's arguments for `cfg`: evals only with an eval set, checkpoints into `checkpoints`."""
+    import torch
+    from transformers import TrainingArguments
+
+    eval_every = cfg.eval_steps if has_eval and cfg.eval_steps else 0
+    return TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -179,25 +212,15 @@ def run_finetune(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
-    progress = _Progress(cfg, collator, on_progress, should_cancel, say)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=data_mod.ExampleDataset(train_set),
-        eval_dataset=data_mod.ExampleDataset(eval_set) if eval_set else None,
-        data_collator=collator,
-        callbacks=[progress.as_callback(TrainerCallback)],
-    )
+
+
+@contextmanager
+def _actionable_errors():
+    """Out of GPU memory and a full disk become EngineErrors that say what to do."""
+    import torch
+
     try:
-        if resume_from:
-            say(f"resuming from {resume_from.name}")
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        if progress.cancelled:
-            return FinetuneResult("cancelled", None, trainer.state.global_step)
-        metrics = {"train_loss": progress.last_loss, "steps": trainer.state.global_step}
-        if eval_set:
-            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]  # reported through on_log
-        adapter_dir = _save(cfg, trainer, tokenizer, out_dir, metrics, card or {})
+        yield
     except torch.cuda.OutOfMemoryError:
         raise EngineError(OOM_ADVICE) from None
     except OSError as exc:
@@ -206,7 +229,6 @@ def run_finetune(
                 "The disk is full: free space on the worker (old checkpoints, caches) and retry."
             ) from None
         raise
-    return FinetuneResult("succeeded", adapter_dir, trainer.state.global_step, metrics)
 
 
 class _Progress:
