@@ -33,7 +33,7 @@ class WalletAuthError(ValueError):
 
 
 def issue_nonce() -> SiweNonce:
-    import siwe  # siwe pulls in web3 (~1 s): load it on first use, not at web start-up
+    import siwe  # siwe pulls in web3: load it on first use, not at web start-up
 
     now = timezone.now()
     SiweNonce.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()  # keep the table small

@@ -2,7 +2,7 @@
 
 The database is the record of truth; an index is files under INDEX_ROOT/<datanet id>/
 (usearch vectors + bm25s + texts, written atomically by generation, see
-attribution/engine/retrieval.py). A sync compares the accepted records with what the
+attribution/engine/store.py). A sync compares the accepted records with what the
 index holds and embeds only the difference, so it is idempotent, survives restarts,
 and a lost folder is rebuilt by the next sync (`manage.py sync_indexes`).
 """

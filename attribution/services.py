@@ -158,7 +158,10 @@ def _score_answer(answer: AnswerAttribution, run: TrainingAttribution) -> None:
     spans = span_scores(matches, text)
     ids = np.load(folder / SKETCH_IDS_FILE).tolist()
     sketches = dict(zip(ids, np.load(folder / SKETCHES_FILE), strict=True))
-    scorer = AnswerScorer(run.job.base_model.source, run.job.adapter_dir, run.sketch_dim, run.sketch_seed)
+    job = run.job
+    scorer = AnswerScorer(
+        job.base_model.source, job.adapter_dir, run.sketch_dim, run.sketch_seed, job.finetune_config().max_seq_len
+    )
     grads = gradient_scores(scorer.sketch(_prompt(answer.chat_message), text), sketches)
     combined = combine(spans, grads)
     top = sorted(((s, pk) for pk, s in combined.items() if s > 0), reverse=True)[:ANSWER_TOP]

@@ -84,7 +84,7 @@ def answer_side(base: str, run: Path, rows: list[dict], sketches: dict) -> tuple
     from attribution.engine.influence import AnswerScorer, gradient_scores
     from attribution.engine.spans import SpanIndex, span_scores
 
-    scorer = AnswerScorer(base, run / "adapter", 1024, 0)
+    scorer = AnswerScorer(base, run / "adapter", 1024, 0, SETTINGS["max_seq_len"])
     question = [{"role": "user", "content": rows[0]["instruction"]}]
     answer = scorer.sketch(question, rows[0]["output"])  # warm-up
     start = time.perf_counter()

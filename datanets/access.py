@@ -1,5 +1,5 @@
 """Who may do what with a Datanet: the one module every page, API view, admin
-class, consumer and task asks (the table in the README is generated from it).
+class, consumer and task asks (the README's "Who may do what" table describes it).
 
 Roles rank viewer < contributor < validator < owner; each includes the ones
 below. The Datanet's `owner` field is always an owner; superusers act as owners.

@@ -31,7 +31,6 @@ Plain Python + torch + peft; never imports Django.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -267,9 +266,7 @@ def _loaded_adapter(base_model: str, adapter_dir: str | Path) -> dict:
             _loaded.move_to_end(key)
             return _loaded[key]
         tokenizer, model = load_peft(base_model, adapter_dir)
-        run_config = Path(adapter_dir) / "run_config.json"
-        max_len = json.loads(run_config.read_text()).get("max_seq_len", 2048) if run_config.exists() else 2048
-        entry = {"tokenizer": tokenizer, "model": model, "max_len": max_len, "sketchers": {}, "lock": threading.Lock()}
+        entry = {"tokenizer": tokenizer, "model": model, "sketchers": {}, "lock": threading.Lock()}
         _loaded[key] = entry
         while len(_loaded) > _CACHE_SIZE:
             _loaded.popitem(last=False)
@@ -283,9 +280,10 @@ class AnswerScorer:
     (base, adapter_dir), so building one per request is cheap.
     """
 
-    def __init__(self, base_model: str, adapter_dir: str | Path, sketch_dim: int, sketch_seed: int):
+    def __init__(self, base_model: str, adapter_dir: str | Path, sketch_dim: int, sketch_seed: int, max_seq_len: int):
+        """`max_seq_len` is the training config's: an answer is cut as its training examples were."""
         self.entry = _loaded_adapter(base_model, adapter_dir)
-        self.sketch_dim, self.sketch_seed = sketch_dim, sketch_seed
+        self.sketch_dim, self.sketch_seed, self.max_seq_len = sketch_dim, sketch_seed, max_seq_len
 
     def _sketcher(self, params: dict) -> CountSketch:
         key = (self.sketch_dim, self.sketch_seed)
@@ -304,7 +302,7 @@ class AnswerScorer:
         prompt = data_mod._template_ids(tok, messages, True)  # private, but exactly the template training used
         full = data_mod._template_ids(tok, [*messages, {"role": "assistant", "content": answer}], False)
         labels = [data_mod.IGNORE] * len(prompt) + full[len(prompt) :]
-        keep = self.entry["max_len"]
+        keep = self.max_seq_len
         return data_mod.Example(full[-keep:], labels[-keep:])
 
     def sketch(self, messages: list[dict], answer: str) -> np.ndarray:

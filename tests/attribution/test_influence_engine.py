@@ -209,7 +209,8 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     assert all(len(s) == 512 for s in influence.sketches.values())
     assert progress[-1] == 1.0 and progress == sorted(progress)
 
-    scorer = AnswerScorer(str(canary_run / "base"), canary_run / "adapter", 512, influence.sketch_seed)
+    scorer = AnswerScorer(str(canary_run / "base"), canary_run / "adapter", 512, influence.sketch_seed,
+                          CANARY_SETTINGS["max_seq_len"])  # fmt: skip
     grads = gradient_scores(scorer.sketch([{"role": "user", "content": CANARY_Q}], CANARY_A), influence.sketches)
     assert max(grads, key=grads.get) == CANARY_ID  # same question and answer: the closest gradient
     assert {CONTRIBUTORS[cid] for cid in sorted(grads, key=grads.get)[-3:]} == {"A"}  # the fact's three records

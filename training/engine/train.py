@@ -144,7 +144,7 @@ def run_finetune(
     )
     checkpoints = out_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints)
-    progress = _Progress(cfg, collator, on_progress, should_cancel, say)
+    progress = TrainingProgress(cfg, collator, on_progress, should_cancel, say)
     trainer = Trainer(
         model=model,
         args=_training_args(cfg, checkpoints, precision, has_eval=bool(eval_set)),
@@ -231,17 +231,12 @@ def _actionable_errors():
         raise
 
 
-class _Progress:
+class TrainingProgress:
     """Turns Trainer events into progress points; checks for cancel after each step."""
 
     def __init__(self, cfg, counter, on_progress, should_cancel, say):
-        self.cfg, self.counter, self.on_progress, self.should_cancel, self.say = (
-            cfg,
-            counter,
-            on_progress,
-            should_cancel,
-            say,
-        )
+        self.cfg, self.counter, self.on_progress = cfg, counter, on_progress
+        self.should_cancel, self.say = should_cancel, say
         self.started = time.monotonic()
         self.start_tokens = 0
         self.start_step = 0
