@@ -10,6 +10,7 @@ output. Events are the chat page's websocket messages ({"type": "started" |
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -87,16 +88,18 @@ class Turn:
 def open_turn(user, model: ModelRef, message: dict) -> Turn:
     """Check an "ask" message and store the question; GenerationError for anything malformed."""
     question = message.get("content")
-    if not isinstance(question, str) or not question.strip():
+    if not isinstance(question, str) or not printable(question).strip():
         raise GenerationError("Type a question first.")
+    question = printable(question)
     params = client.params_from(message.get("params") or {})
     conversation = _conversation(user, model, message.get("conversation"), question)
-    system = message.get("system")
-    if isinstance(system, str) and system != conversation.system_prompt:
+    system = printable(message.get("system")) if isinstance(message.get("system"), str) else None
+    if system is not None and system != conversation.system_prompt:
         conversation.system_prompt = system[:SYSTEM_PROMPT_CHARS]
         conversation.save(update_fields=["system_prompt", "updated_at"])
-    raw_params = message.get("params") if isinstance(message.get("params"), dict) else {}
-    Message.objects.create(conversation=conversation, role="user", content=question, params=raw_params)
+    # The parameters as checked (not the raw message): what the answer was generated with.
+    used = {**dataclasses.asdict(params), "stop": [printable(s) for s in params.stop]}
+    Message.objects.create(conversation=conversation, role="user", content=question, params=used)
     sides = [("model", model)]
     if message.get("compare") and model.adapter_path:
         base = base_of(user, model)
@@ -178,13 +181,18 @@ async def _answer(turn: Turn, side: str, ref: ModelRef, history: list[dict], sou
 def save_answer(conversation: Conversation, side: str, text: str, finish: str, sources: dict | None) -> Message:
     """Store an answer with its citations and, for a finished one, start scoring its influences."""
     message = Message.objects.create(
-        conversation=conversation, role="assistant", side=side, content=text, finish_reason=finish
+        conversation=conversation, role="assistant", side=side, content=printable(text), finish_reason=finish
     )
     if sources is not None:
         citations.store(message, sources["items"], sources["used"])
         if finish in ("stop", "length"):
             start_answer_attribution(message)
     return message
+
+
+def printable(text: str) -> str:
+    """Text a database can store: NUL characters (which a small model may emit) are dropped."""
+    return text.replace("\x00", "")
 
 
 async def _safe(emit: Emit, payload: dict) -> None:
