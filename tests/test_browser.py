@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.helpers import ARTIFACTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from accounts.models import SiweNonce
 from accounts.tasks import purge_expired_nonces
 from core.jobs import JobStatus
 from modelfactory.celery import app
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.testapp.models import SampleJob
 from tests.testapp.tasks import run_sample_job
 

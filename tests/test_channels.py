@@ -10,7 +10,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from core.live import notify_user
-from tests.conftest import login_cookie, run_async
+from tests.helpers import login_cookie, run_async
 
 
 def ws_url(live_url: str) -> str:

@@ -19,6 +19,7 @@ from core.jobs import JobStatus
 from core.queue import enqueue
 from datanets.access import trainable_by
 from datanets.models import Contribution
+from training.engine import config as engine_config
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
 from training.signals import job_succeeded
@@ -121,8 +122,6 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
 
 def config_from(preset: str, overrides: dict, base_model: BaseModel | None) -> FinetuneConfig:
     """The job's one FinetuneConfig: preset, then overrides (with the schema), then the base model's source."""
-    from training.engine import config as engine_config
-
     try:
         return engine_config.config_from(preset, overrides, base_model=base_model.source if base_model else "unset")
     except ConfigError as exc:

@@ -87,7 +87,7 @@ def test_the_profile_page_needs_a_login(client):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_management_command_prints_a_working_key(client, user):
-    from tests.conftest import child_env
+    from tests.helpers import child_env
 
     result = subprocess.run(
         [sys.executable, "manage.py", "create_api_key", "alice", "--name", "script"],

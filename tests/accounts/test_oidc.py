@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 
-from tests.conftest import ARTIFACTS, BASE_DIR, free_port, stop, wait_for_port
+from tests.helpers import ARTIFACTS, BASE_DIR, free_port, stop, wait_for_port
 
 pytestmark = pytest.mark.browser
 CLIENT_ID, CLIENT_SECRET = "modelfactory-test-client", "modelfactory-test-secret-0123456789"

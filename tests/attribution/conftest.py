@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from datanets.demo_data import demo_records
 from datanets.models import Membership, Role
-from tests.datanets.conftest import accepted, make_datanet, roles  # noqa: F401  (shared fixtures)
-from tests.serving.conftest import make_adapters, serving_base, serving_worker  # noqa: F401
-from training.models import BaseModel, TrainingDataset, TrainingJob
+from tests.factories import succeeded_job
+from training.models import TrainingDataset
 
 
 @pytest.fixture
-def corpus(make_datanet, accepted, make_user, user):  # noqa: F811
+def corpus(make_datanet, accepted, make_user, user):
     """A public glossary Datanet (carol's records) and a private one (dave's) that alice may read."""
     carol, dave = make_user("carol"), make_user("dave")
     public = make_datanet(slug="glossary", owner=make_user("gowner"))
@@ -28,12 +25,10 @@ def corpus(make_datanet, accepted, make_user, user):  # noqa: F811
 
 
 @pytest.fixture
-def trained_model(corpus, user, serving_base, make_adapters):  # noqa: F811
+def trained_model(corpus, user, serving_base, make_adapters):
     """A succeeded job of alice's that trained on both Datanets (an adapter from the serving fixtures)."""
     (adapter,) = make_adapters(1)
-    base = BaseModel.objects.create(name="Tiny", source=serving_base, methods=["lora"], context_length=1024)
-    job = TrainingJob.objects.create(owner=user, name="Lab tutor", base_model=base, config={}, status="succeeded",
-                                     request_key=uuid.uuid4().hex, adapter_dir=adapter)  # fmt: skip
+    job = succeeded_job(user, "Lab tutor", serving_base, adapter)
     for datanet in (corpus["public"], corpus["private"]):
         version = datanet.current_version
         TrainingDataset.objects.create(job=job, datanet=datanet, version=version, size=version.size, root=version.root)

@@ -15,7 +15,7 @@ import websockets
 from attribution import rewards
 from attribution.models import AnswerAttribution, IndexState, RewardEntry, TrainingAttribution
 from datanets.models import Contribution, Membership, Role
-from tests.attribution.test_influence_engine import (
+from tests.attribution.canary import (
     CANARY,
     CANARY_A,
     CANARY_Q,
@@ -23,7 +23,7 @@ from tests.attribution.test_influence_engine import (
     canary_records,
     widen_logits,
 )
-from tests.conftest import login_cookie, run_async, wait_until
+from tests.helpers import login_cookie, run_async, wait_until
 from training import services
 from training.models import BaseModel, TrainingJob
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def canary_datanet(make_datanet, accepted, make_user):  # noqa: F811
+def canary_datanet(make_datanet, accepted, make_user):
     people = {name: make_user(name) for name in ("ann", "ben", "cat")}
     datanet = make_datanet(slug="zorblax-facts")
     for who in people.values():

@@ -13,7 +13,7 @@ import websockets
 from attribution.models import Citation
 from datanets.models import Membership
 from serving.models import Message
-from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in
+from tests.helpers import ARTIFACTS, login_cookie, run_async, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "What is the quorvex protocol?"

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from datanets import merkle
 from datanets.models import Contribution, Datanet
-from tests.conftest import wait_until
-from tests.datanets.conftest import alpaca, jsonl
+from tests.factories import alpaca, jsonl
+from tests.helpers import wait_until
 
 
 def api(user) -> APIClient:

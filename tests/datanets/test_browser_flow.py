@@ -9,8 +9,8 @@ import pytest
 
 from datanets import services
 from datanets.models import Contribution, Membership
-from tests.conftest import ARTIFACTS, sign_in
-from tests.datanets.conftest import alpaca
+from tests.factories import alpaca
+from tests.helpers import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 

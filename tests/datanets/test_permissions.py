@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 
 from datanets.access import Action, can, readable_by, trainable_by, visible_to
-from tests.datanets.conftest import alpaca, jsonl
+from tests.factories import alpaca, jsonl
 
 pytestmark = pytest.mark.django_db
 
@@ -199,7 +199,7 @@ def test_an_upload_report_is_only_for_its_uploader_and_the_owner(make_datanet, m
 
 
 def test_an_owner_signs_in_through_the_admin_login_form(make_datanet, make_user):
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     mine = make_datanet(owner=make_user("me"), slug="mine")
     make_datanet(owner=make_user("them"), slug="theirs")

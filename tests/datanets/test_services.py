@@ -6,7 +6,7 @@ import pytest
 
 from datanets import merkle, services
 from datanets.models import Contribution, ContributorStanding, DatanetVersion, Membership, Role, reputation
-from tests.datanets.conftest import alpaca, jsonl
+from tests.factories import alpaca, jsonl
 
 pytestmark = pytest.mark.django_db
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,10 +13,11 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from datanets.models import Contribution, UploadBatch
-from tests.datanets.conftest import alpaca, jsonl
+from tests.factories import alpaca, jsonl
 
 pytestmark = pytest.mark.django_db
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+UPLOAD_FIELDS = {"file", "file_format", "txt_mode", "mapping", "non_field_errors"}  # the upload form's fields
 
 
 @pytest.fixture
@@ -33,10 +35,23 @@ def uploader(make_datanet):
     return upload
 
 
+def shown_message(body: dict) -> str:
+    """What a person reads about a refused upload: the failed upload report's message, DRF's
+    detail, or the errors under the form fields (e.g. {"file": ["The submitted file is empty."]})."""
+    if "status" in body:  # the upload report
+        assert body["status"] == "failed", body
+        assert all(error["message"].strip() for error in body["errors"]), body
+        return body["message"] or ""
+    if "detail" in body:
+        return str(body["detail"])
+    assert body and set(body) <= UPLOAD_FIELDS, body  # form errors, each under its field
+    return " ".join(message for errors in body.values() for message in errors)
+
+
 def assert_refused_cleanly(response, before: int):
     assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
     body = response.json()
-    assert body.get("message") or body.get("detail") or body.get("errors") or body
+    assert re.search(r"[A-Za-z]{2,}", shown_message(body)), body  # words, not an empty or bare code
     assert Contribution.objects.count() == before
 
 

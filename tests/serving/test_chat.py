@@ -10,7 +10,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from serving.models import Conversation, Message
-from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in
+from tests.helpers import ARTIFACTS, login_cookie, run_async, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

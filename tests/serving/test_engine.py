@@ -4,16 +4,12 @@ memory, streaming with stops, seeds and limits."""
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 import weakref
-from pathlib import Path
 
 import pytest
 
 from serving.engine import AdapterError, GenerationError, GenerationParams, Request, ServingEngine
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 GREEDY = GenerationParams(max_tokens=12, temperature=0)
 HELLO = [{"role": "user", "content": "What is LoRA?"}]
 
@@ -23,12 +19,6 @@ def text_of(engine, requests) -> dict[str, str]:
     for event in engine.stream(requests):
         out[event.request_id] += event.text
     return out
-
-
-def test_the_engine_never_imports_django():
-    code = "import sys, serving.engine; assert 'django' not in sys.modules; print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_a_mixed_batch_gives_each_row_what_its_adapter_gives_alone(serving_base, make_adapters):

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from accounts.services import create_api_key
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,9 +18,6 @@ def tiny_base(tmp_path_factory, records) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", record_texts("instruction", records)))
 
 
-from tests.datanets.conftest import accepted, make_datanet, roles  # noqa: E402,F401  (shared fixtures)
-
-
 @pytest.fixture
 def base_model(tiny_base, db):
     from training.models import BaseModel
@@ -32,12 +29,7 @@ def base_model(tiny_base, db):
 
 
 @pytest.fixture
-def glossary(make_datanet, accepted, records):  # noqa: F811  (fixtures imported above)
+def glossary(make_datanet, accepted, records):
     datanet = make_datanet(slug="glossary")
     accepted(datanet, records[:120])
     return datanet
-
-
-def quick(**config) -> dict:
-    """Form data for a short job on the tiny model."""
-    return {"max_steps": 8, "batch_size": 4, "max_seq_len": 128, "save_steps": 0, "logging_steps": 1, **config}

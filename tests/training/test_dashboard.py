@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import ARTIFACTS, login_cookie, run_async, sign_in, wait_until
+from tests.helpers import ARTIFACTS, login_cookie, run_async, sign_in, wait_until
 from training import services
 from training.models import MetricPoint, TrainingJob
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from training import services
 from training.models import BaseModel, TrainingJob
 
