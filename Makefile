@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: run test lint bench clean
+.PHONY: run manage test lint bench clean
 
 # The stamps make a second run skip pip when the requirement files are unchanged.
 $(VENV)/.runtime: requirements.txt
@@ -20,6 +20,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 run: $(VENV)/.runtime
 	$(PY) -m modelfactory.runner
+
+# Any management command, with the settings `make run` wrote: make manage ARGS="create_api_key demo"
+manage: $(VENV)/.runtime
+	$(PY) manage.py $(ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)

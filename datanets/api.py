@@ -12,7 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from core.api import ServiceError
-from datanets import services
+from datanets import services, uploads
 from datanets.access import Action, can, get_for, readable_by, visible_to
 from datanets.models import AccessRequest, Contribution, Datanet, DatanetVersion, Membership, Role, UploadBatch
 
@@ -25,8 +25,8 @@ class DatanetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Datanet
         fields = [
-            "slug", "name", "description", "domain_tags", "licence", "visibility", "schema", "owner",
-            "created_at", "updated_at", "current_version",
+            "slug", "name", "description", "domain_tags", "licence", "visibility", "schema", "review_policy",
+            "review_votes", "owner", "created_at", "updated_at", "current_version",
         ]  # fmt: skip
         read_only_fields = ["owner", "created_at", "updated_at"]
         extra_kwargs = {"slug": {"required": False}}
@@ -61,10 +61,16 @@ class ContributionSerializer(serializers.ModelSerializer):
 
 
 class UploadSerializer(serializers.ModelSerializer):
+    next_steps = serializers.SerializerMethodField(help_text="What happens to these records next, and who decides.")
+
     class Meta:
         model = UploadBatch
-        fields = ["id", "status", "message", "filename", "file_format", "size_bytes", "rows_total", "rows_done",
-                  "rows_added", "rows_duplicate", "error_count", "errors", "created_at", "finished_at"]  # fmt: skip
+        fields = ["id", "status", "message", "next_steps", "filename", "file_format", "size_bytes", "rows_total",
+                  "rows_done", "rows_added", "rows_duplicate", "error_count", "errors", "created_at",
+                  "finished_at"]  # fmt: skip
+
+    def get_next_steps(self, obj) -> str:
+        return uploads.next_steps(obj)
 
 
 class UploadRequestSerializer(serializers.Serializer):
@@ -72,10 +78,23 @@ class UploadRequestSerializer(serializers.Serializer):
     file_format = serializers.ChoiceField(choices=["auto", "jsonl", "json", "csv", "parquet", "txt"], default="auto")
     txt_mode = serializers.ChoiceField(choices=["line", "paragraph"], default="line")
     mapping = serializers.JSONField(required=False, help_text='e.g. {"instruction": "question", "output": "answer"}')
+    columns = serializers.JSONField(
+        required=False,
+        help_text='Per column: a field, "extra" (kept in the record\'s extra data) or "ignore", e.g. '
+        '{"question": "instruction", "source": "extra", "notes": "ignore"}. Columns not named keep the detected use.',
+    )
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Only preview: the detected columns, the first records, bad and duplicate rows."
+    )
 
     def validate_mapping(self, value):
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ValidationError("mapping must be an object of target field → column name.")
+        return value
+
+    def validate_columns(self, value):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValidationError('columns must be an object of column name → field, "extra" or "ignore".')
         return value
 
 
@@ -180,16 +199,21 @@ class DatanetViewSet(
         row.refresh_from_db()
         return Response(ContributionSerializer(row).data)
 
-    @extend_schema(request={"multipart/form-data": UploadRequestSerializer}, responses={201: UploadSerializer})
+    @extend_schema(
+        request={"multipart/form-data": UploadRequestSerializer}, responses={201: UploadSerializer, 200: dict}
+    )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def uploads(self, request, slug=None):
         """Upload a file. 201 with the report when stored (or 202 while a large file is parsed);
-        422 with every bad row when nothing was stored."""
+        422 with every bad row when nothing was stored. With dry_run: 200 and the preview, nothing stored."""
         datanet = self._datanet(Action.CONTRIBUTE)
         body = UploadRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
-        options = {"file_format": d["file_format"], "txt_mode": d["txt_mode"], "mapping": d.get("mapping") or {}}
+        options = {"file_format": d["file_format"], "txt_mode": d["txt_mode"], "mapping": d.get("mapping") or {},
+                   "columns": d.get("columns") or {}}  # fmt: skip
+        if d["dry_run"]:
+            return Response(_call(uploads.preview, request.user, datanet, d["file"].name, d["file"].read(), options))
         batch = _call(services.start_upload, request.user, datanet, d["file"].name, d["file"].read(), options)
         code = {"succeeded": 201, "failed": 422}.get(batch.status, 202)
         return Response(UploadSerializer(batch).data, status=code)

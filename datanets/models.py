@@ -4,6 +4,7 @@ validation votes, contributor standing and a tamper-evident log of versions."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
@@ -29,6 +30,11 @@ class Role(models.TextChoices):
     OWNER = "owner", "Owner"
 
 
+class ReviewPolicy(models.TextChoices):
+    TRUSTED = "trusted", "Uploads by the owner and validators are accepted at once; others wait for a validator"
+    VOTES = "votes", "Every upload waits for validator votes, the owner's too"
+
+
 ROLE_RANK = {Role.VIEWER: 1, Role.CONTRIBUTOR: 2, Role.VALIDATOR: 3, Role.OWNER: 4}
 
 
@@ -37,9 +43,18 @@ class Datanet(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     domain_tags = models.JSONField(default=list, blank=True, help_text="Domains, e.g. legal, medical.")
-    licence = models.CharField(max_length=80, help_text="SPDX id or short name, e.g. CC-BY-4.0.")
+    licence = models.CharField(max_length=80, help_text="The licence the records are shared under, e.g. CC-BY-4.0.")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
     schema = models.CharField(max_length=16, choices=Schema.choices, default=Schema.INSTRUCTION)
+    review_policy = models.CharField(
+        max_length=16, choices=ReviewPolicy.choices, default=ReviewPolicy.TRUSTED, verbose_name="Review of uploads"
+    )
+    review_votes = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        verbose_name="Votes needed",
+        help_text="How many validators (never the uploader) must accept a record that waits for review.",
+    )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_datanets")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -157,6 +172,12 @@ class Contribution(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} in {self.datanet}"
+
+    def first_version(self):
+        """The first version of the Datanet that includes this record, if any."""
+        if self.log_index is None:
+            return None
+        return self.datanet.versions.filter(size__gt=self.log_index).order_by("number").first()
 
 
 class Validation(models.Model):

@@ -8,12 +8,13 @@ UploadError; row problems are collected and the caller stores nothing if any.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from datanets.readers import UploadError, decode_text, rows_csv, rows_json, rows_jsonl, rows_parquet, rows_txt
+
+__all__ = ["UploadError", "decode_text", "parse_upload"]
 
 FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
 EXTENSIONS = {
@@ -36,10 +37,10 @@ ALIASES = {
     "messages": ("messages", "conversations"),
 }
 SCHEMA_FIELDS = {"text": ("text",), "instruction": ("instruction", "input", "output"), "chat": ("messages",)}
-
-
-class UploadError(ValueError):
-    """The file as a whole cannot be used; the message says why, for a person."""
+FIELD_LABELS = {"text": "Text", "instruction": "Instruction", "input": "Input", "output": "Answer",
+                "messages": "Conversation"}  # fmt: skip
+EXTRA, IGNORE = "extra", "ignore"  # a column kept in the record's extra data, or left out on purpose
+CHOICE_LABELS = {EXTRA: "Keep as extra data", IGNORE: "Leave out"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class ParseResult:
     records: list[tuple[int, dict, str]] = field(default_factory=list)  # (row, content, sha256)
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)  # target field → source column
+    columns: dict[str, str] = field(default_factory=dict)  # every source column → field, EXTRA or IGNORE
+    rows_with_extra: int = 0
 
     def add_error(self, row: int, field_name: str, message: str) -> None:
         self.error_count += 1
@@ -87,102 +90,6 @@ def detect_format(filename: str, requested: str | None = None) -> str:
 def content_hash(content: dict) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def decode_text(data: bytes) -> str:
-    """UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused with the byte offset."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise UploadError("The file starts like UTF-16 but is not valid UTF-16.") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UploadError(f"The file is not UTF-8 text (bad byte at offset {exc.start}). Save it as UTF-8.") from None
-
-
-def _rows_jsonl(text: str, result: ParseResult) -> Iterator[tuple[int, object]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except RecursionError:
-            result.add_error(number, "", "The JSON is nested too deeply.")
-        except ValueError as exc:
-            result.add_error(number, "", f"Not valid JSON: {exc.msg} at column {exc.colno}.")
-
-
-def _rows_json(text: str, result: ParseResult) -> Iterator[tuple[int, object]]:
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise UploadError("The JSON is nested too deeply.") from None
-    except ValueError as exc:
-        raise UploadError(f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise UploadError('A .json upload must be an array of records (or {"data": [...]}).')
-    yield from enumerate(data, start=1)
-
-
-def _rows_csv(text: str, result: ParseResult, limits: Limits) -> Iterator[tuple[int, object]]:
-    csv.field_size_limit(limits.max_row_chars + 1)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise UploadError("The CSV file has no header row.")
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            raise UploadError("The CSV header repeats a column name.")
-        for number, cells in enumerate(reader, start=1):  # data rows count from 1 after the header
-            if not cells or not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                result.add_error(number, "", f"This row has {len(cells)} fields; the header has {len(header)}.")
-                continue
-            yield number, dict(zip(header, cells, strict=True))
-    except csv.Error as exc:
-        raise UploadError(f"The CSV could not be read near line {reader.line_num}: {exc}.") from None
-
-
-def _rows_parquet(data: bytes) -> Iterator[tuple[int, object]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError):
-        raise UploadError("This is not a readable Parquet file.") from None
-    number = 0
-    try:
-        for batch in parquet.iter_batches(batch_size=5000):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row
-    except (pa.ArrowException, OSError, ValueError):
-        raise UploadError(f"The Parquet file is damaged after row {number}.") from None
-
-
-def _rows_txt(text: str, paragraphs: bool) -> Iterator[tuple[int, object]]:
-    if not paragraphs:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                yield number, {"text": line.strip()}
-        return
-    chunk: list[str] = []
-    start = 1
-    for number, line in enumerate([*text.splitlines(), ""], start=1):
-        if line.strip():
-            if not chunk:
-                start = number
-            chunk.append(line.rstrip())
-        elif chunk:
-            yield start, {"text": "\n".join(chunk).strip()}
-            chunk = []
 
 
 def _text_value(value, name: str, required: bool) -> tuple[str | None, str | None]:
@@ -238,8 +145,63 @@ def resolve_mapping(schema: str, columns: list[str], mapping: dict[str, str]) ->
     return resolved
 
 
-def normalise(schema: str, row: object, mapping: dict[str, str], limits: Limits) -> tuple[dict | None, RowError | None]:
-    """A parsed row → content for the schema, or the first error found (row number filled later)."""
+def resolve_columns(schema: str, columns: list[str], mapping: dict[str, str], choices: dict[str, str]) -> dict:
+    """Every column of the file → a schema field, EXTRA or IGNORE.
+
+    `mapping` (field → column) and the aliases give the defaults; `choices` (column → field,
+    EXTRA or IGNORE) overrides them column by column. Unclaimed columns are kept as extra.
+    """
+    fields = SCHEMA_FIELDS[schema]
+    for column in [*mapping.values(), *choices]:
+        if column not in columns:
+            named = ", ".join(f"“{c}”" for c in columns[:20]) or "none"
+            raise UploadError(f"The file has no column “{column}”. Its columns are: {named}.")
+    for choice in choices.values():
+        if choice not in (*fields, EXTRA, IGNORE):
+            raise UploadError(f"“{choice}” is not a field of this Datanet; choose one of {', '.join(fields)}.")
+    claimed = {choice for choice in choices.values() if choice in fields}
+    defaults = {col: target for target, col in resolve_mapping(schema, columns, mapping).items()}
+    resolved = {}
+    for column in columns:
+        choice = choices.get(column, defaults.get(column, EXTRA))
+        resolved[column] = EXTRA if column not in choices and choice in claimed else choice
+    seen: dict[str, str] = {}
+    for column, choice in resolved.items():
+        if choice in fields and choice in seen:
+            raise UploadError(
+                f"Columns “{seen[choice]}” and “{column}” both go to {FIELD_LABELS[choice]}; choose one of them."
+            )
+        seen[choice] = column
+    return resolved
+
+
+def _extra_value(value, name: str) -> tuple[object, str | None]:
+    """A value kept as extra data: JSON as it came; anything else (dates, bytes) as text."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        return None, f"{name} cannot be stored (invalid Unicode or nested too deeply)."
+    kept = json.loads(text)
+    if _has_nul(kept):
+        return None, f"{name} contains a NUL character."
+    return kept, None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_has_nul(v) for v in value)
+
+
+def normalise(
+    schema: str, row: object, mapping: dict[str, str], limits: Limits, extra: tuple[str, ...] = ()
+) -> tuple[dict | None, RowError | None]:
+    """A parsed row → content for the schema, or the first error found (row number filled later).
+
+    Columns named in `extra` that the row has are kept under content["extra"]."""
     if isinstance(row, str) and schema == "text":
         row = {"text": row}
     if not isinstance(row, dict):
@@ -251,7 +213,8 @@ def normalise(schema: str, row: object, mapping: dict[str, str], limits: Limits)
             if target == "input":
                 content["input"] = ""
                 continue
-            return None, RowError(0, target, f"No column for {target!r}; map one of the file's columns to it.")
+            label = FIELD_LABELS[target]
+            return None, RowError(0, target, f"No column gives the {label}; choose one of the file's columns for it.")
         value = row.get(source)
         if target == "messages":
             parsed, error = _messages(value, source)
@@ -260,10 +223,28 @@ def normalise(schema: str, row: object, mapping: dict[str, str], limits: Limits)
         if error:
             return None, RowError(0, source, error)
         content[target] = parsed
+    kept = {}
+    for column in extra:
+        if column in row:
+            kept[column], error = _extra_value(row[column], column)
+            if error:
+                return None, RowError(0, column, error)
+    if kept:
+        content["extra"] = kept
     size = len(json.dumps(content, ensure_ascii=False))
     if size > limits.max_row_chars:
         return None, RowError(0, "", f"The record is {size:,} characters; the limit is {limits.max_row_chars:,}.")
     return content, None
+
+
+def _columns_of(rows: list[tuple[int, object]]) -> list[str]:
+    """The union of every row's fields, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for _, row in rows:
+        if isinstance(row, dict):
+            for key in row:
+                seen.setdefault(str(key), None)
+    return list(seen)
 
 
 def parse_upload(
@@ -274,10 +255,14 @@ def parse_upload(
     file_format: str | None = None,
     txt_paragraphs: bool = False,
     mapping: dict[str, str] | None = None,
+    columns: dict[str, str] | None = None,
     limits: Limits = Limits(),
     progress=None,
 ) -> ParseResult:
-    """Parse and check every row. `progress(done_rows)` is called every 5,000 rows."""
+    """Parse and check every row. `progress(done_rows)` is called every 5,000 rows.
+
+    The fields are the union over all rows; `columns` (column → field, EXTRA or IGNORE)
+    overrides what `mapping` and the aliases decide, column by column."""
     if schema not in SCHEMA_FIELDS:
         raise UploadError(f"Unknown schema {schema!r}.")
     if len(data) > limits.max_bytes:
@@ -287,35 +272,38 @@ def parse_upload(
     fmt = detect_format(filename, file_format)
     result = ParseResult()
     if fmt == "parquet":
-        rows = _rows_parquet(data)
+        rows = rows_parquet(data)
     else:
         text = decode_text(data)
         if fmt == "txt":
             if schema != "text":
                 raise UploadError("TXT files fit plain-text Datanets only; use JSONL, CSV or Parquet here.")
-            rows = _rows_txt(text, txt_paragraphs)
+            rows = rows_txt(text, txt_paragraphs)
         elif fmt == "jsonl":
-            rows = _rows_jsonl(text, result)
+            rows = rows_jsonl(text, result.add_error)
         elif fmt == "json":
-            rows = _rows_json(text, result)
+            rows = rows_json(text)
         else:
-            rows = _rows_csv(text, result, limits)
-    user_mapping = {k: v for k, v in (mapping or {}).items() if v}
-    resolved: dict[str, str] | None = None
-    for count, (number, row) in enumerate(rows, start=1):
+            rows = rows_csv(text, result.add_error, limits.max_row_chars)
+    parsed = []
+    for count, item in enumerate(rows, start=1):
         if count > limits.max_rows:
             raise UploadError(f"The file has more than {limits.max_rows:,} rows; split it.")
-        if resolved is None:
-            columns = list(row) if isinstance(row, dict) else []
-            resolved = resolve_mapping(schema, columns, user_mapping)
-            result.mapping = resolved
-        content, error = normalise(schema, row, resolved, limits)
+        parsed.append(item)
+    user_mapping = {k: v for k, v in (mapping or {}).items() if v}
+    result.columns = resolve_columns(schema, _columns_of(parsed), user_mapping, columns or {})
+    result.mapping = {choice: col for col, choice in result.columns.items() if choice in SCHEMA_FIELDS[schema]}
+    extra = tuple(col for col, choice in result.columns.items() if choice == EXTRA)
+    for count, (number, row) in enumerate(parsed, start=1):
+        content, error = normalise(schema, row, result.mapping, limits, extra)
         if error:
             result.add_error(number, error.field, error.message)
         else:
+            result.rows_with_extra += "extra" in content
             result.records.append((number, content, content_hash(content)))
         if progress and count % 5000 == 0:
             progress(count)
     if not result.records and not result.error_count:
         raise UploadError("The file holds no records.")
+    result.errors.sort(key=lambda e: e.row)
     return result

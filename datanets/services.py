@@ -6,7 +6,6 @@ Multi-row changes run in one transaction: an upload stores every row or none.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -18,8 +17,9 @@ from django.utils.text import slugify
 
 from core.jobs import JobStatus
 from core.queue import enqueue
-from datanets import merkle
 from datanets.access import Action, can
+from datanets.errors import DatanetError
+from datanets.ledger import append_to_log, consistency, inclusion, leaf_data, leaf_hashes, verify
 from datanets.models import (
     ROLE_RANK,
     AccessRequest,
@@ -27,19 +27,15 @@ from datanets.models import (
     ContributorStanding,
     Datanet,
     DatanetVersion,
-    LogEntry,
     Membership,
+    ReviewPolicy,
     Role,
     UploadBatch,
     Validation,
 )
-from datanets.parsing import Limits, UploadError, content_hash, parse_upload
+from datanets.parsing import Limits, UploadError, parse_upload
 
-
-class DatanetError(ValueError):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+__all__ = ["DatanetError", "consistency", "inclusion", "leaf_data", "leaf_hashes", "verify"]  # one door for callers
 
 
 def require(user, action: Action, datanet: Datanet) -> None:
@@ -134,7 +130,11 @@ def standing(datanet: Datanet, user) -> ContributorStanding:
 
 
 def votes_needed(datanet: Datanet, user) -> int:
-    """1 normally, 2 for a contributor of low standing; refused below the floor."""
+    """Accepting votes (never the uploader's) each new record of `user` needs; 0: accepted at once.
+
+    The owner's review policy decides: trusted uploaders (owner, validators) skip review
+    under the default policy; otherwise the Datanet's vote count, 2 at least for a
+    contributor of low standing; refused below the floor."""
     score = standing(datanet, user).reputation
     if score < settings.DATANET_REPUTATION_REFUSE:
         raise DatanetError(
@@ -142,7 +142,9 @@ def votes_needed(datanet: Datanet, user) -> int:
             "new uploads are refused. Ask the owner to review your earlier contributions.",
             403,
         )
-    return 2 if score < settings.DATANET_REPUTATION_HOLD else 1
+    if datanet.review_policy == ReviewPolicy.TRUSTED and can(user, Action.VALIDATE, datanet):
+        return 0
+    return max(datanet.review_votes, 2 if score < settings.DATANET_REPUTATION_HOLD else 1)
 
 
 def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: dict) -> UploadBatch:
@@ -187,6 +189,7 @@ def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
             file_format=options.get("file_format"),
             txt_paragraphs=options.get("txt_mode") == "paragraph",
             mapping=options.get("mapping") or {},
+            columns=options.get("columns") or {},
             limits=upload_limits(),
             progress=progress,
         )
@@ -204,7 +207,7 @@ def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
         )
         return batch
     try:
-        added, duplicates = _store_rows(batch, result.records)
+        added, duplicates, version = _store_rows(batch, result.records)
     except IntegrityError:
         batch.finish(JobStatus.FAILED, "Another upload added some of these records at the same moment; upload again.")
         return batch
@@ -214,14 +217,24 @@ def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
     UploadBatch.objects.filter(pk=batch.pk).update(
         rows_total=rows, rows_done=rows, rows_added=added, rows_duplicate=len(duplicates), errors=skipped
     )
-    batch.finish(JobStatus.SUCCEEDED, f"{added} records added for review, {len(duplicates)} duplicates skipped.")
+    batch.finish(JobStatus.SUCCEEDED, _stored_message(added, len(duplicates), version))
     return batch
 
 
-def _store_rows(batch: UploadBatch, records: list[tuple[int, dict, str]]) -> tuple[int, list[int]]:
+def _stored_message(added: int, duplicates: int, version: DatanetVersion | None) -> str:
+    skipped = f"{duplicates} duplicate{'' if duplicates == 1 else 's'} skipped"
+    if version is not None:
+        return f"{added} records accepted and added to version {version.number}, ready to train on; {skipped}."
+    return f"{added} records added for review; {skipped}."
+
+
+def _store_rows(batch: UploadBatch, records: list[tuple[int, dict, str]]):
+    """(added, duplicate rows, the new version when the rows were accepted at once)."""
     datanet, user = batch.datanet, batch.uploader
     with transaction.atomic():
         needs = votes_needed(datanet, user)
+        status = Contribution.Status.ACCEPTED if needs == 0 else Contribution.Status.PENDING
+        decided = timezone.now() if needs == 0 else None
         hashes = [h for _, _, h in records]
         existing: set[str] = set()
         for i in range(0, len(hashes), 2000):
@@ -240,11 +253,20 @@ def _store_rows(batch: UploadBatch, records: list[tuple[int, dict, str]]) -> tup
             fresh.append(
                 Contribution(
                     datanet=datanet, contributor=user, content=content, content_hash=digest, batch=batch,
-                    source_file=batch.filename, source_row=row, needs_votes=needs,
+                    source_file=batch.filename, source_row=row, needs_votes=needs, status=status, decided_at=decided,
                 )
             )  # fmt: skip
         Contribution.objects.bulk_create(fresh, batch_size=2000)
-    return len(fresh), duplicates
+        version = None
+        if needs == 0 and fresh:
+            _count_accepted(datanet, user, len(fresh))
+            version = append_to_log(datanet, fresh, user)
+    return len(fresh), duplicates, version
+
+
+def _count_accepted(datanet: Datanet, user, n: int) -> None:
+    ContributorStanding.objects.get_or_create(datanet=datanet, user=user)
+    ContributorStanding.objects.filter(datanet=datanet, user=user).update(accepted=F("accepted") + n)
 
 
 # --- Validation, reputation and the log ---------------------------------------------------
@@ -270,7 +292,10 @@ def decide_many(validator, datanet: Datanet, ids: list[int], decision: str, reas
             if row.status != Contribution.Status.PENDING:
                 raise DatanetError(f"Contribution #{row.pk} was already {row.status}.", 409)
             if row.contributor_id == validator.pk:
-                raise DatanetError("You cannot validate your own contributions.", 403)
+                raise DatanetError(
+                    f"Record #{row.pk} is your own: your vote on it would not count, another validator decides it.",
+                    403,
+                )
             _, created = Validation.objects.get_or_create(
                 contribution=row, validator=validator,
                 defaults={"vote": decision, "reason": reason[:500], "malicious": malicious and decision == "reject"},
@@ -297,80 +322,3 @@ def _settle(row: Contribution, status: str, malicious: bool) -> None:
     if malicious:
         counts["malicious"] = F("malicious") + 1
     ContributorStanding.objects.filter(datanet_id=row.datanet_id, user_id=row.contributor_id).update(**counts)
-
-
-def leaf_data(content: dict) -> bytes:
-    """The bytes a log leaf commits to: the record's canonical JSON."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def append_to_log(datanet: Datanet, contributions: list[Contribution], by) -> DatanetVersion:
-    """Append accepted records to the Merkle log and cut a new version (one per decision)."""
-    with transaction.atomic():
-        Datanet.objects.select_for_update().filter(pk=datanet.pk).first()  # one appender at a time
-        start = LogEntry.objects.filter(datanet=datanet).count()
-        entries = []
-        for offset, row in enumerate(contributions):
-            entries.append(
-                LogEntry(datanet=datanet, index=start + offset, contribution=row,
-                         leaf_hash=merkle.leaf_hash(leaf_data(row.content)).hex())
-            )  # fmt: skip
-            Contribution.objects.filter(pk=row.pk).update(log_index=start + offset)
-        LogEntry.objects.bulk_create(entries)
-        leaves = leaf_hashes(datanet)
-        last = DatanetVersion.objects.filter(datanet=datanet).order_by("-number").first()
-        return DatanetVersion.objects.create(
-            datanet=datanet, number=(last.number + 1 if last else 1), size=len(leaves),
-            root=merkle.root(leaves).hex(), created_by=by,
-        )  # fmt: skip
-
-
-def leaf_hashes(datanet: Datanet, size: int | None = None) -> list[bytes]:
-    qs = LogEntry.objects.filter(datanet=datanet).order_by("index").values_list("leaf_hash", flat=True)
-    if size is not None:
-        qs = qs[:size]
-    return [bytes.fromhex(h) for h in qs]
-
-
-def inclusion(datanet: Datanet, contribution: Contribution, version: DatanetVersion) -> dict:
-    if contribution.log_index is None or contribution.log_index >= version.size:
-        raise DatanetError(f"Record #{contribution.pk} is not in version {version.number}.", 404)
-    leaves = leaf_hashes(datanet, version.size)
-    return {
-        "version": version.number, "tree_size": version.size, "root": version.root,
-        "leaf_index": contribution.log_index, "leaf_hash": leaves[contribution.log_index].hex(),
-        "proof": [p.hex() for p in merkle.inclusion_proof(contribution.log_index, leaves)],
-    }  # fmt: skip
-
-
-def consistency(datanet: Datanet, old: DatanetVersion, new: DatanetVersion) -> dict:
-    if old.size > new.size:
-        raise DatanetError("The first version must be the older one.")
-    leaves = leaf_hashes(datanet, new.size)
-    proof = merkle.consistency_proof(old.size, leaves) if old.size else []
-    return {
-        "old": {"version": old.number, "tree_size": old.size, "root": old.root},
-        "new": {"version": new.number, "tree_size": new.size, "root": new.root},
-        "proof": [p.hex() for p in proof],
-    }
-
-
-def verify(datanet: Datanet) -> list[str]:
-    """Recompute every leaf from the stored records and every version root; list what disagrees."""
-    problems = []
-    entries = LogEntry.objects.filter(datanet=datanet).select_related("contribution").order_by("index")
-    leaves = []
-    for entry in entries:
-        recomputed = merkle.leaf_hash(leaf_data(entry.contribution.content))
-        if (
-            recomputed.hex() != entry.leaf_hash
-            or content_hash(entry.contribution.content) != entry.contribution.content_hash
-        ):
-            problems.append(f"Record #{entry.contribution_id} (leaf {entry.index}) was changed after it was accepted.")
-        leaves.append(recomputed)
-    versions = list(DatanetVersion.objects.filter(datanet=datanet).order_by("number"))
-    roots = merkle.roots_at(leaves, [v.size for v in versions])
-    for version in versions:
-        if version.size not in roots or roots[version.size].hex() != version.root:
-            problems.append(f"Version {version.number} no longer matches its root {version.root[:16]}….")
-    return problems

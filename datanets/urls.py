@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from datanets import views
+from datanets import upload_views, views
 
 app_name = "datanets"
 
@@ -9,8 +9,9 @@ urlpatterns = [
     path("new/", views.datanet_create, name="create"),
     path("<slug:slug>/", views.datanet_detail, name="detail"),
     path("<slug:slug>/edit/", views.datanet_edit, name="edit"),
-    path("<slug:slug>/contribute/", views.contribute, name="contribute"),
-    path("<slug:slug>/uploads/<int:batch_id>/", views.upload_detail, name="upload"),
+    path("<slug:slug>/contribute/", upload_views.contribute, name="contribute"),
+    path("<slug:slug>/uploads/<int:batch_id>/", upload_views.upload_detail, name="upload"),
+    path("<slug:slug>/records/<int:pk>/", views.record, name="record"),
     path("<slug:slug>/request-access/", views.request_access, name="request_access"),
     path("<slug:slug>/members/", views.members, name="members"),
     path("<slug:slug>/moderation/", views.moderation, name="moderation"),

@@ -8,17 +8,17 @@ import json
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from datanets import services
 from datanets.access import Action, can, get_for, role_of, visible_to
-from datanets.forms import AccessRequestForm, DatanetForm, FilterForm, MemberForm, ModerationForm, UploadForm
-from datanets.models import AccessRequest, Contribution, ContributorStanding, Membership, UploadBatch
+from datanets.forms import AccessRequestForm, DatanetForm, FilterForm, MemberForm, ModerationForm
+from datanets.models import AccessRequest, Contribution, ContributorStanding, Membership
 
 PAGE_SIZE = 25
 
@@ -84,6 +84,8 @@ def datanet_detail(request, slug):
         and datanet.access_requests.filter(user=request.user, status="pending").exists(),
         "request_form": AccessRequestForm(),
     }  # fmt: skip
+    if context["may"]["manage"]:
+        context["admin_url"] = reverse("admin:datanets_datanet_change", args=[datanet.pk])
     template = "datanets/_records.html" if request.headers.get("HX-Request") else "datanets/detail.html"
     return render(request, template, context)
 
@@ -98,39 +100,6 @@ def datanet_edit(request, slug):
         messages.success(request, "Saved.")
         return redirect(datanet)
     return render(request, "datanets/form.html", {"form": form, "datanet": datanet}, status=400 if form.errors else 200)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def contribute(request, slug):
-    datanet = get_for(request.user, slug, Action.CONTRIBUTE)
-    form = UploadForm(request.POST or None, request.FILES or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                batch = services.start_upload(request.user, datanet, upload.name, upload.read(), form.options())
-            except services.DatanetError as exc:
-                form.add_error("file", str(exc))
-                status = exc.status
-            else:
-                return redirect("datanets:upload", slug=slug, batch_id=batch.pk)
-        else:
-            status = 400
-    return render(request, "datanets/contribute.html", {"datanet": datanet, "form": form}, status=status)
-
-
-@login_required
-@require_GET
-def upload_detail(request, slug, batch_id):
-    datanet = get_for(request.user, slug)
-    batch = get_object_or_404(UploadBatch, pk=batch_id, datanet=datanet)
-    if batch.uploader_id != request.user.pk and not can(request.user, Action.MANAGE, datanet):
-        raise PermissionDenied("Only the uploader and the owner see an upload's report.")
-    template = "datanets/_upload_status.html" if request.headers.get("HX-Request") else "datanets/upload.html"
-    status = 200 if batch.status != "failed" else 422
-    return render(request, template, {"datanet": datanet, "batch": batch}, status=status)
 
 
 @login_required
@@ -201,9 +170,27 @@ def moderation(request, slug):
         else:
             messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect("datanets:moderation", slug=slug)
-    pending = datanet.contributions.filter(status="pending").select_related("contributor").order_by("pk")
+    pending = datanet.contributions.filter(status="pending").select_related("contributor", "datanet").order_by("pk")
     page = Paginator(pending, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "datanets/moderation.html", {"datanet": datanet, "page": page})
+
+
+@require_GET
+def record(request, slug, pk):
+    """One record as labelled fields, who gave it, its status and its place in the log.
+
+    Accepted records are for readers of the Datanet; one still under review (or rejected)
+    only for its contributor and validators. Everyone else gets a 404, as if it did not exist."""
+    datanet = get_for(request.user, slug)
+    row = get_object_or_404(Contribution.objects.select_related("contributor", "datanet"), pk=pk, datanet=datanet)
+    if row.status == Contribution.Status.ACCEPTED:
+        allowed = can(request.user, Action.READ, datanet)
+    else:
+        allowed = row.contributor_id == request.user.pk or can(request.user, Action.VALIDATE, datanet)
+    if not allowed:
+        raise Http404("No such record.")
+    context = {"datanet": datanet, "row": row, "version": row.first_version(), "size": datanet.log.count()}
+    return render(request, "datanets/record.html", context)
 
 
 @require_GET

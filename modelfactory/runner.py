@@ -1,6 +1,8 @@
 """`make run`: start the whole app on embedded defaults and stop it cleanly.
 
-Starts an embedded Redis (when REDIS_URL is unset), migrates, seeds the demo,
+Writes VAR_DIR/.env on the first run (DEBUG=true and a generated SECRET_KEY; manage.py
+reads it too, so `python manage.py create_api_key USERNAME` works afterwards), starts an
+embedded Redis (when REDIS_URL is unset), migrates, seeds the demo,
 then runs daphne (HTTP + websockets), a local dev chain (when CHAIN_RPC_URL is
 unset), Celery workers for the `default` and `gpu` queues and the serving worker.
 Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
@@ -10,6 +12,7 @@ free of Django imports: the children load Django, this process only supervises.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +25,32 @@ STOP_GRACE_SECONDS = 15
 
 def log(text: str) -> None:
     print(f"[modelfactory] {text}", flush=True)
+
+
+def ensure_local_env(var_dir: Path) -> Path:
+    """Create VAR_DIR/.env once, readable by its owner only; an existing one is never touched."""
+    path = var_dir / ".env"
+    text = (
+        "# Written once by `make run` for local use; manage.py and `make run` read it.\n"
+        "# Variables set in the environment take precedence. Never use this file in production.\n"
+        f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}\n"
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    log(f"wrote {path} (DEBUG=true and a new SECRET_KEY for this machine)")
+    return path
+
+
+def read_env_file(path: Path, env) -> None:
+    """KEY=value lines into env, without replacing what the environment already has."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            env.setdefault(name.strip(), value.strip())
 
 
 def start_embedded_redis(var_dir: Path):
@@ -110,10 +139,11 @@ class Supervisor:
 
 def main() -> int:
     env = os.environ
-    env.setdefault("DEBUG", "true")
     env.setdefault("DJANGO_SETTINGS_MODULE", "modelfactory.settings")
     var_dir = Path(env.setdefault("VAR_DIR", str(BASE_DIR / "var")))
     var_dir.mkdir(parents=True, exist_ok=True)
+    read_env_file(ensure_local_env(var_dir), env)  # children inherit DEBUG and SECRET_KEY
+    env.setdefault("DEBUG", "true")
     host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
     python = sys.executable
 

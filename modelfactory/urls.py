@@ -46,7 +46,12 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", views.api_guide, name="api-guide"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", template_name="site/swagger_ui.html"),
+        name="api-docs",
+    ),
 ]
 
 handler400 = "modelfactory.views.bad_request"

@@ -1,4 +1,4 @@
-// Small progressive enhancements for every page: copy buttons, flash fade-out,
+// Small progressive enhancements for every page: copy buttons, dismissible flashes,
 // and live notifications over /ws/notifications/ (reconnects with backoff).
 (function () {
   document.addEventListener("click", (e) => {
@@ -7,14 +7,28 @@
     const el = document.querySelector(b.dataset.copy);
     if (el && navigator.clipboard) navigator.clipboard.writeText(el.textContent.trim()).then(() => (b.textContent = "Copied"));
   });
+  document.addEventListener("click", (e) => {
+    const close = e.target.closest("[data-dismiss]");
+    if (close) close.closest(".flash").remove();
+  });
 
+  // Live notifications arrive while a person reads: they stack in a corner (bottom, where
+  // no page header or status sits), can be dismissed, and go away by themselves.
   function toast(level, text) {
-    const box = document.getElementById("messages");
+    const box = document.getElementById("toasts");
     if (!box) return;
     const div = document.createElement("div");
     div.className = "flash flash-" + (level || "info");
     div.setAttribute("role", "status");
-    div.textContent = text;
+    const span = document.createElement("span");
+    span.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "flash-close";
+    close.dataset.dismiss = "";
+    close.setAttribute("aria-label", "Dismiss this message");
+    close.textContent = "×";
+    div.append(span, close);
     box.appendChild(div);
     setTimeout(() => div.remove(), 8000);
   }

@@ -28,21 +28,23 @@ def test_contribute_fix_and_grant_access(page, live_url, make_datanet, make_user
     sign_in(page, live_url, "carl")
     page.goto(f"{live_url}/datanets/{datanet.slug}/contribute/")
     page.set_input_files("input[name=file]", str(bad))
-    page.get_by_role("button", name="Upload").click()
-    errors = page.get_by_test_id("upload-errors")
-    assert "nothing was stored" in page.get_by_test_id("upload-message").inner_text()
+    page.get_by_role("button", name="Preview").click()
+    errors = page.get_by_test_id("preview-errors")
     text = errors.inner_text()
     assert "2\tinstruction" in text and "4\toutput" in text
+    assert page.get_by_test_id("confirm-upload").count() == 0  # nothing can be stored from this file
     page.screenshot(path=str(ARTIFACTS / "upload-errors.png"), full_page=True)
     assert not Contribution.objects.exists()
 
     rows[1] = {"instruction": "Fixed question?", "output": "Fixed answer."}
     rows[3] = {"instruction": "Where is the answer?", "output": "Here."}
     bad.write_text("\n".join(json.dumps(r) for r in rows))
-    page.get_by_role("link", name="Upload another file").click()
+    page.get_by_role("link", name="Choose another file").click()
     page.set_input_files("input[name=file]", str(bad))
-    page.get_by_role("button", name="Upload").click()
-    assert "5 records added" in page.get_by_test_id("upload-message").inner_text()
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_test_id("confirm-upload").click()
+    assert "5 records added for review" in page.get_by_test_id("upload-message").inner_text()
+    assert "olivia" in page.get_by_test_id("upload-next").inner_text()  # who decides
     services.decide_many(datanet.owner, datanet, list(Contribution.objects.values_list("pk", flat=True)), "accept")
 
     sign_in(page, live_url, "rita")

@@ -230,7 +230,7 @@ def test_admin_actions_approve_requests_and_accept_contributions(make_datanet, m
     client.post("/admin/datanets/contribution/", {"action": "accept_contributions", "_selected_action": ids})
     assert set(Contribution.objects.values_list("status", flat=True)) == {"accepted"}
     assert datanet.versions.get().size == 2
-    other = make_datanet(owner=make_user("them"), slug="theirs")
+    other = make_datanet(owner=make_user("them"), slug="theirs", review_policy="votes")
     foreign = services.start_upload(other.owner, other, "f.jsonl", jsonl(alpaca(1, start=70)), {}).rows.get()
     client.post("/admin/datanets/contribution/", {"action": "reject_contributions", "_selected_action": [foreign.pk]})
     assert Contribution.objects.get(pk=foreign.pk).status == "pending"  # not theirs: out of the queryset

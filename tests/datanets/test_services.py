@@ -89,7 +89,7 @@ def test_held_contributions_need_two_accepting_validators(make_datanet, make_use
 
 
 def test_validators_cannot_vote_twice_or_on_their_own_rows(make_datanet, make_user):
-    datanet = make_datanet()
+    datanet = make_datanet(review_policy="votes")
     validator = make_user("val")
     Membership.objects.create(datanet=datanet, user=validator, role=Role.VALIDATOR)
     own = services.start_upload(validator, datanet, "o.jsonl", jsonl(alpaca(1)), {}).rows.get()
