@@ -4,7 +4,8 @@ ground, generate (streamed), store, start answer attribution.
 The websocket consumer, the OpenAI-compatible endpoint and the citations endpoint are
 doors: they turn their input into these calls and the events back into their own
 output. Events are the chat page's websocket messages ({"type": "started" |
-"citations" | "token" | "done" | "error", ...}).
+"citations" | "status" | "token" | "done" | "error", ...}); "status" says a side now waits
+on the model (which may first have to load), so the page can show it before the first token.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ def _conversation(user, model: ModelRef, conversation_id, question: str) -> Conv
 async def run_turn(turn: Turn, emit: Emit) -> None:
     """Sources, then every side's answer streamed at once. Each side always ends with "done"."""
     history = await database_sync_to_async(turn.conversation.history)()
-    await emit({"type": "started", "conversation": turn.conversation.pk, "sides": [s for s, _ in turn.sides]})
+    sides = [s for s, _ in turn.sides]
+    await emit(
+        {"type": "started", "conversation": turn.conversation.pk, "title": str(turn.conversation), "sides": sides}
+    )
     try:
         sources = await sources_for(turn.user, turn.model, turn.question, turn.ground)
     except asyncio.CancelledError:
@@ -150,6 +154,7 @@ async def run_turn(turn: Turn, emit: Emit) -> None:
 async def _answer(turn: Turn, side: str, ref: ModelRef, history: list[dict], sources: dict | None, emit: Emit):
     text, finish = "", "cancelled"
     try:
+        await emit({"type": "status", "side": side, "status": "generating"})
         async for event in generate(client.ChatRequest(ref, history, turn.params)):
             if event["type"] == "error":
                 await emit({"type": "error", "side": side, "error": event["message"]})

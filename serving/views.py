@@ -42,5 +42,21 @@ def chat(request, model_id: str):
     sources = {"message": last.pk, "citations": stored_for(request.user, last),
                "influence": answer_influence(request.user, last)} if last else None  # fmt: skip
     context = {"model": model, "conversations": conversations, "current": current, "datasets": datasets,
-               "history": history, "sources": sources}  # fmt: skip
+               "turns": turns_of(history), "sources": sources}  # fmt: skip
     return render(request, "serving/chat.html", context)
+
+
+def turns_of(history: list) -> list[dict]:
+    """The transcript as turns: a question and its answers, the model's before the base's
+    (so a comparison shows as one row of two columns, in the same order as while it streamed)."""
+    turns: list[dict] = []
+    for message in history:
+        if message.role == "user" or not turns:
+            turns.append({"question": None, "answers": []})
+        if message.role == "user":
+            turns[-1]["question"] = message
+        else:
+            turns[-1]["answers"].append(message)
+    for turn in turns:
+        turn["answers"].sort(key=lambda m: m.side != "model")
+    return turns
