@@ -3,8 +3,6 @@ adapter export; /api/v1/exports/ (merged exports); /api/v1/conversations/ (the c
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 from django.http import FileResponse
@@ -23,13 +21,12 @@ from serving.models import Conversation, MergedExport
 from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
 
-EXPORT_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
-
 
 class ModelSerializer(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
-    base = serializers.CharField(source="base_source")
+    base = serializers.CharField(source="base_name", help_text="The base model's display name.")
+    base_hub_id = serializers.CharField(help_text="The base model's Hugging Face id; empty for one kept on the server.")
     owner = serializers.CharField()
     kind = serializers.SerializerMethodField()
 
@@ -59,7 +56,7 @@ class ModelViewSet(viewsets.ViewSet):
             card = Path(ref.adapter_path) / "README.md"
             data.update(
                 card=card.read_text() if card.exists() else "",
-                metrics=job.final_metrics, config=job.config,
+                metrics=job.final_metrics, config=job.public_config(),
                 datanets=[{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
                           for d in job.datasets.select_related("datanet", "version")],
             )  # fmt: skip
@@ -76,14 +73,9 @@ class ModelViewSet(viewsets.ViewSet):
         if request.query_params.get("merged") in ("1", "true"):
             job = export.request_merge(request.user, ref.id)
             return Response(_export_status(job, request), status=200 if job.status == "succeeded" else 202)
-        folder = Path(ref.adapter_path)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name in EXPORT_FILES:
-                if (folder / name).exists():
-                    archive.write(folder / name, name)
-        buffer.seek(0)
-        return FileResponse(buffer, as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip")
+        return FileResponse(
+            export.adapter_zip(ref), as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip"
+        )
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["post"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
 
 from django.conf import settings
@@ -9,7 +12,26 @@ from django.conf import settings
 from core.jobs import JobStatus
 from core.queue import enqueue
 from serving.models import MergedExport
-from serving.registry import ModelNotFound, resolve
+from serving.registry import ModelNotFound, ModelRef, resolve
+
+ADAPTER_FILES = ("adapter_model.safetensors", "README.md")
+
+
+def adapter_zip(ref: ModelRef) -> io.BytesIO:
+    """adapter_config.json, adapter_model.safetensors and the model card, loadable with
+    PeftModel.from_pretrained as is. The config names the base by its Hugging Face id (or its
+    display name), never by a folder on this server."""
+    folder = Path(ref.adapter_path)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = ref.base_hub_id or ref.base_name or ref.name
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("adapter_config.json", json.dumps(config, indent=2, sort_keys=True))
+        for name in ADAPTER_FILES:
+            if (folder / name).exists():
+                archive.write(folder / name, name)
+    buffer.seek(0)
+    return buffer
 
 
 def request_merge(user, model_id: str) -> MergedExport:

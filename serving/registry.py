@@ -26,18 +26,22 @@ class ModelRef:
     adapter_path: str | None
     owner: str
     created: int
+    base_name: str = ""  # what people read; base_source is where the worker loads it from
+    base_hub_id: str = ""  # the base model's Hugging Face id; empty for a folder on the server
 
     def as_dict(self) -> dict:
         return {"id": self.id, "base": self.base_source, "adapter": self.adapter_path}
 
 
 def _job_ref(job: TrainingJob) -> ModelRef:
-    return ModelRef(job.model_id, job.name, job.base_model.source, job.adapter_dir, job.owner.username,
-                    int(job.created_at.timestamp()))  # fmt: skip
+    base = job.base_model
+    return ModelRef(job.model_id, job.name, base.source, job.adapter_dir, job.owner.username,
+                    int(job.created_at.timestamp()), base.name, base.hub_id)  # fmt: skip
 
 
 def _base_ref(base: BaseModel) -> ModelRef:
-    return ModelRef(base.model_id, base.name, base.source, None, "modelfactory", int(base.created_at.timestamp()))
+    return ModelRef(base.model_id, base.name, base.source, None, "modelfactory", int(base.created_at.timestamp()),
+                    base.name, base.hub_id)  # fmt: skip
 
 
 def _servable(user):

@@ -17,10 +17,15 @@ from training.models import BaseModel, MetricPoint, TrainingJob
 
 
 class BaseModelSerializer(serializers.ModelSerializer):
+    """A base model as people see it: its name, its Hugging Face id when it has one, never a server folder."""
+
+    hub_id = serializers.CharField(read_only=True, help_text="Hugging Face id; empty for a model kept on this server.")
+    summary = serializers.CharField(read_only=True, help_text="What it can and cannot do, in one sentence.")
+
     class Meta:
         model = BaseModel
-        fields = ["id", "name", "source", "architecture", "parameter_count", "context_length", "licence", "methods",
-                  "builtin"]  # fmt: skip
+        fields = ["id", "name", "hub_id", "summary", "architecture", "parameter_count", "context_length", "licence",
+                  "methods", "builtin"]  # fmt: skip
 
 
 class PointSerializer(serializers.ModelSerializer):
@@ -31,6 +36,7 @@ class PointSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model.name")
+    config = serializers.JSONField(source="public_config", read_only=True)
     datanets = serializers.SerializerMethodField()
 
     class Meta:

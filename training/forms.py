@@ -69,9 +69,14 @@ class DatanetChoice(forms.ModelMultipleChoiceField):
         return f"{obj.name} — v{v.number}, {v.size} records" if v else f"{obj.name} — no accepted records yet"
 
 
+class BaseModelChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return obj.choice_label
+
+
 class TrainingForm(KnobFields):
     name = forms.CharField(max_length=120, required=False, help_text="Optional; shown in your jobs list.")
-    base_model = forms.ModelChoiceField(queryset=BaseModel.objects.filter(enabled=True), empty_label=None)
+    base_model = BaseModelChoice(queryset=BaseModel.objects.filter(enabled=True), empty_label=None)
     datanets = DatanetChoice(queryset=None, widget=forms.CheckboxSelectMultiple)
     preset = forms.ChoiceField(
         choices=[(p.name, p.choice_label) for p in PRESETS.values()], initial="quick", widget=forms.RadioSelect
@@ -80,13 +85,17 @@ class TrainingForm(KnobFields):
 
     field_order = ["name", "base_model", "datanets", "preset", "request_key", *ADVANCED]
 
-    def __init__(self, user, *args, **kwargs):
+    def __init__(self, user, *args, datanet: str | None = None, **kwargs):
+        """`datanet`: the slug of a Datanet to preselect (from ?datanet=); ignored unless the user may train on it."""
         super().__init__(*args, **kwargs)
         self.user = user
         # Only Datanets this user may train on: a tampered post for another is "not a valid choice".
         self.fields["datanets"].queryset = trainable_by(user).order_by("name")
         if not self.is_bound:
             self.initial.setdefault("request_key", uuid.uuid4().hex)
+            chosen = self.fields["datanets"].queryset.filter(slug=datanet).first() if datanet else None
+            if chosen is not None:
+                self.initial["datanets"] = [chosen.pk]
         self.config = None
 
     def overrides(self) -> dict:

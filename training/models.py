@@ -7,6 +7,12 @@ from django.db import models
 from django.urls import reverse
 
 from core.jobs import Job, JobStatus
+from training import words
+
+DEMO_SUMMARY = (
+    "A tiny demo model built on this server: it shows the whole flow in minutes, "
+    "but its answers are not meaningful text."
+)
 
 
 class BaseModel(models.Model):
@@ -20,6 +26,9 @@ class BaseModel(models.Model):
     chat_template = models.TextField(blank=True, help_text="Jinja chat template; empty uses the tokenizer's.")
     licence = models.CharField(max_length=80, blank=True)
     methods = models.JSONField(default=list, help_text='Supported methods, e.g. ["lora", "qlora", "dora"].')
+    description = models.CharField(
+        max_length=300, blank=True, help_text="One sentence for people choosing it: what it is good at, what not."
+    )
     builtin = models.BooleanField(default=False, help_text="Generated locally by the seed (runs offline on a CPU).")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -39,6 +48,27 @@ class BaseModel(models.Model):
     def pk_from_model_id(model_id) -> int | None:
         prefix, _, number = str(model_id).partition("-")
         return int(number) if prefix == "base" and number.isdigit() else None
+
+    @property
+    def is_local(self) -> bool:
+        """A folder on the worker's disk (never shown to non-staff), not a Hugging Face id."""
+        return self.source.startswith("/")
+
+    @property
+    def hub_id(self) -> str:
+        """The Hugging Face id people may look up; empty for a local folder."""
+        return "" if self.is_local else self.source
+
+    @property
+    def summary(self) -> str:
+        """One sentence on what it can and cannot do."""
+        return DEMO_SUMMARY if self.builtin else self.description
+
+    @property
+    def choice_label(self) -> str:
+        if self.builtin:
+            return f"{self.name} — small demo model"
+        return f"{self.name} — {self.size_label} parameters" if self.parameter_count else self.name
 
     @property
     def size_label(self) -> str:
@@ -86,6 +116,33 @@ class TrainingJob(Job):
         """Take a succeeded job's model out of service (the owner deleted it), once."""
         return self._move([JobStatus.SUCCEEDED], status=JobStatus.CANCELLED, adapter_dir="",
                           message="Deleted by its owner.")  # fmt: skip
+
+    @property
+    def status_words(self) -> str:
+        return words.STATUS_WORDS.get(self.status, self.status)
+
+    @property
+    def state_text(self) -> str:
+        """Where the run stands, in words (beside the progress bar); no ETA once it is over."""
+        step = self.last_step
+        if self.status == JobStatus.QUEUED:
+            return "Waiting for a training worker to pick it up."
+        if self.status == JobStatus.SUCCEEDED:
+            return f"Finished after {step:,} steps."
+        if self.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            how = "it failed" if self.status == JobStatus.FAILED else "cancelled"
+            return f"Stopped at step {step:,} ({how})." if step else f"Stopped before the first step ({how})."
+        left = words.duration(self.eta_seconds)
+        return f"Step {step:,} · {round(self.progress * 100)}% done" + (f" · {left} left" if left else "")
+
+    @property
+    def metric_items(self) -> list[tuple[str, str]]:
+        return words.metric_items(self.final_metrics)
+
+    def public_config(self) -> dict:
+        """The run's settings for people and the API: the base model by name or Hub id, never a server path."""
+        shown = self.base_model.hub_id or self.base_model.name
+        return {**self.config, "base_model": shown} if "base_model" in self.config else dict(self.config)
 
     @property
     def model_id(self) -> str:

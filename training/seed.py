@@ -7,9 +7,10 @@ from pathlib import Path
 from django.conf import settings
 
 from datanets.demo_data import demo_records
+from training.base_models import inspect
 from training.models import BaseModel
 
-TINY_NAME = "Tiny Llama (built-in, 2 layers)"
+TINY_NAME = "Tiny demo Llama"
 
 
 def seed_base_model() -> BaseModel:
@@ -18,16 +19,12 @@ def seed_base_model() -> BaseModel:
         from training.engine.tiny import build_tiny_model, record_texts
 
         build_tiny_model(folder, record_texts("instruction", demo_records()), hidden=64, layers=2)
-    import json
-
-    config = json.loads((folder / "config.json").read_text())
-    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
-    params = vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * config["intermediate_size"])
+    found = inspect(str(folder))  # the same check staff's base models get
     model, _ = BaseModel.objects.update_or_create(
         source=str(folder),
         defaults={
-            "name": TINY_NAME, "architecture": config["model_type"], "parameter_count": params,
-            "context_length": config["max_position_embeddings"], "licence": "CC0-1.0 (random weights)",
+            "name": TINY_NAME, "architecture": found.architecture, "parameter_count": found.parameter_count,
+            "context_length": found.context_length, "licence": "CC0-1.0 (random weights)",
             "methods": ["lora", "dora", "qlora"], "builtin": True, "enabled": True,
         },
     )  # fmt: skip

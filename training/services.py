@@ -19,6 +19,7 @@ from core.jobs import JobStatus
 from core.queue import enqueue
 from datanets.access import trainable_by
 from datanets.models import Contribution
+from training import words
 from training.engine import config as engine_config
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
@@ -46,20 +47,24 @@ def visible_jobs(user):
     return qs if user.is_superuser else qs.filter(owner=user)
 
 
+def compare_ids(user, job: TrainingJob, others: int = 3) -> str:
+    """The job and the viewer's latest other finished runs, as the comparison page's ?jobs= value."""
+    rest = visible_jobs(user).filter(status=JobStatus.SUCCEEDED).exclude(pk=job.pk).order_by("-finished_at")
+    return ",".join(str(pk) for pk in [job.pk, *rest.values_list("pk", flat=True)[:others]])
+
+
 # --- Starting -------------------------------------------------------------------------------
 
 
-def local_folder_problem(source: str) -> str | None:
-    """For a local folder: what is missing for from_pretrained; None if fine or a hub id."""
-    path = Path(source)
-    if not path.is_absolute():
+def local_folder_problem(base_model: BaseModel) -> str | None:
+    """For a local folder: what is missing for from_pretrained (told without the server path); None if fine."""
+    path = Path(base_model.source)
+    if not base_model.is_local:
         return None  # a Hugging Face id, resolved by the worker
-    if not path.is_dir():
-        return f"The model folder {source} does not exist on this server."
-    if not (path / "config.json").exists():
-        return f"The model folder {source} has no config.json."
+    if not (path / "config.json").is_file():
+        return f"The files of “{base_model.name}” are missing on this server; ask an administrator to check it."
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        return f"The model folder {source} has no weights (*.safetensors or *.bin)."
+        return f"The weights of “{base_model.name}” are missing on this server; ask an administrator to check it."
     return None
 
 
@@ -69,7 +74,7 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
         raise TrainingError("This base model is disabled.", "base_model")
     if cfg.base_model != base_model.source:
         raise TrainingError(f"These settings were made for another base model than {base_model}.", "base_model")
-    problem = local_folder_problem(base_model.source)
+    problem = local_folder_problem(base_model)
     if problem:
         raise TrainingError(problem, "base_model")
     if cfg.method not in (base_model.methods or ["lora"]):
@@ -129,7 +134,7 @@ def config_from(preset: str, overrides: dict, base_model: BaseModel | None) -> F
 
 
 def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
-    """Rough GPU memory and time before starting (shown next to the form)."""
+    """Rough memory and time before starting (shown next to the form), on the device the worker will use."""
     params = base_model.parameter_count or 1
     weight_bytes = params * (0.55 if cfg.method == "qlora" else 2)  # nf4 with double quant ≈ 4.4 bits
     lora_params = params * 0.004 * cfg.rank / 16  # all-linear adapters, measured order of magnitude
@@ -141,7 +146,12 @@ def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
     if cfg.max_steps:
         tokens = cfg.max_steps * cfg.batch_size * cfg.grad_accum * min(cfg.max_seq_len, 200)
     tokens_per_second = 3e12 / (6 * params) if settings.TRAINING_CUDA_WORKERS else 2e10 / (6 * params)
-    return {"gpu_memory_gb": round(gpu_gb, 2), "minutes": round(tokens / tokens_per_second / 60, 1)}
+    seconds = tokens / tokens_per_second
+    device = "GPU" if settings.TRAINING_CUDA_WORKERS else "CPU"
+    return {
+        "device": device, "memory_gb": round(gpu_gb, 1), "minutes": round(seconds / 60), "memory": words.memory(gpu_gb),
+        "duration": "under a minute" if seconds < 60 else words.duration(seconds),
+    }  # fmt: skip
 
 
 # --- Running (inside the worker) ---------------------------------------------------------------
@@ -232,7 +242,7 @@ def run(job_id: int) -> str:
     job = TrainingJob.objects.select_related("owner", "base_model").get(pk=job_id)
     if not claim(job):
         if job.status == JobStatus.RUNNING:
-            append_log(job, f"a second delivery of this job was ignored: it is running on {job.worker}")
+            append_log(job, "a second start of this job was ignored: it is already running")
         return "not claimed"
     job.refresh_from_db()
     _send(job.pk, {"type": "status", "status": job.status, "message": ""})
@@ -240,12 +250,14 @@ def run(job_id: int) -> str:
     cfg = job.finetune_config()
     card = {
         "name": job.name,
+        "base_name": job.base_model.name,
+        "base_hub_id": job.base_model.hub_id,
         "datanets": [
             {"name": d.datanet.name, "version": d.version.number, "size": d.size, "root": d.root}
             for d in job.datasets.select_related("datanet", "version")
         ],
     }
-    append_log(job, f"started on {worker_name()} (attempt {job.attempts})")
+    append_log(job, f"started (attempt {job.attempts})")  # the worker's host:pid is in job.worker, for operators
     try:
         result = run_finetune(
             cfg, records_for(job), out_dir,
@@ -254,7 +266,7 @@ def run(job_id: int) -> str:
             card=card, on_log_line=lambda line: append_log(job, line),
         )  # fmt: skip
     except EngineError as exc:
-        _finish(job, JobStatus.FAILED, str(exc))
+        _finish(job, JobStatus.FAILED, _plain(str(exc), job))
         return JobStatus.FAILED
     if result.status == "cancelled":
         _finish(job, JobStatus.CANCELLED, f"Cancelled at step {result.steps}.")
@@ -266,11 +278,18 @@ def run(job_id: int) -> str:
     return JobStatus.SUCCEEDED
 
 
+def _plain(message: str, job: TrainingJob) -> str:
+    """An engine message as people read it: the base model by name, not its folder on the server."""
+    base = job.base_model
+    return message.replace(repr(base.source), f"“{base.name}”").replace(base.source, f"“{base.name}”")
+
+
 def cancel(user, job: TrainingJob) -> TrainingJob:
     if job.owner_id != user.pk and not user.is_superuser:
         raise TrainingError("Only the job's owner can cancel it.", status=403)
     if job.is_final:
-        raise TrainingError(f"The job already ended ({job.status}).", status=409)
+        raise TrainingError(f"This job has already ended ({job.status_words.lower()}): there is nothing to cancel.",
+                            status=409)  # fmt: skip
     job.request_cancel()
     if job.status == JobStatus.CANCELLED:
         _send(job.pk, {"type": "status", "status": job.status, "message": "Cancelled before it started."})

@@ -10,14 +10,15 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from training import services
+from training import services, words
 from training.forms import ADVANCED, TrainingForm
+from training.models import DEMO_SUMMARY
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def new_job(request):
-    form = TrainingForm(request.user, request.POST or None)
+    form = TrainingForm(request.user, request.POST or None, datanet=request.GET.get("datanet", "")[:100])
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
@@ -54,9 +55,9 @@ def estimate(request):
 @require_GET
 def job_detail(request, job_id: int):
     job = get_object_or_404(services.visible_jobs(request.user), pk=job_id)
-    return render(
-        request, "training/job.html", {"job": job, "datasets": job.datasets.select_related("datanet", "version")}
-    )
+    context = {"job": job, "datasets": job.datasets.select_related("datanet", "version"),
+               "compare_ids": services.compare_ids(request.user, job), "status_words": words.STATUS_WORDS}  # fmt: skip
+    return render(request, "training/job.html", context)
 
 
 @login_required
@@ -99,7 +100,8 @@ def job_points(request, job_id: int):
 @require_GET
 def models_list(request):
     jobs = services.visible_jobs(request.user).filter(status="succeeded").order_by("-finished_at")
-    return render(request, "training/models.html", {"jobs": jobs})
+    demo_note = DEMO_SUMMARY if jobs.filter(base_model__builtin=True).exists() else ""
+    return render(request, "training/models.html", {"jobs": jobs, "demo_note": demo_note})
 
 
 @login_required

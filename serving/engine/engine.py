@@ -30,11 +30,11 @@ class GenerationParams:
 
     def __post_init__(self):
         if not 1 <= self.max_tokens <= 4096:
-            raise GenerationError("max_tokens must be between 1 and 4096.")
+            raise GenerationError("Max tokens (max_tokens) must be between 1 and 4096.")
         if not 0.0 <= self.temperature <= 2.0:
-            raise GenerationError("temperature must be between 0 and 2.")
+            raise GenerationError("Temperature (temperature) must be between 0 and 2.")
         if not 0.0 < self.top_p <= 1.0:
-            raise GenerationError("top_p must be in (0, 1].")
+            raise GenerationError("Top p (top_p) must be above 0 and at most 1.")
         if len(self.stop) > 4 or any(not isinstance(s, str) or not s or len(s) > 100 for s in self.stop):
             raise GenerationError("stop takes up to 4 non-empty strings of at most 100 characters.")
 
@@ -85,9 +85,12 @@ class ServingEngine:
     def check(self, request: Request) -> list[int]:
         ids = self.prompt_ids(request.messages)
         if len(ids) + request.params.max_tokens > self.context_length:
+            room = self.context_length - len(ids)
+            advice = (f"Lower “Max tokens” to {room:,} or less, or start a new conversation." if room > 0
+                      else "Start a new conversation or ask a shorter question.")  # fmt: skip
             raise GenerationError(
-                f"The prompt is {len(ids)} tokens and max_tokens {request.params.max_tokens}; together they must "
-                f"fit the model's context of {self.context_length} tokens."
+                f"The conversation ({len(ids):,} tokens) and an answer of up to {request.params.max_tokens:,} tokens "
+                f"do not fit: this model reads a context of {self.context_length} tokens at most. {advice}"
             )
         return ids
 

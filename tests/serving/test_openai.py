@@ -4,6 +4,7 @@ real serving worker process; adapter export loaded with PeftModel as is."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import openai
@@ -86,11 +87,13 @@ def test_the_exported_zip_loads_with_peft_and_matches_the_server(live_url, servi
     job, key = model_setup
     headers = {"Authorization": f"Bearer {key}"}
     detail = requests.get(f"{live_url}/api/v1/models/mf-{job.pk}/", headers=headers).json()
-    assert detail["kind"] == "adapter" and detail["base"] == job.base_model.source
+    assert detail["kind"] == "adapter" and detail["base"] == job.base_model.name  # a name, never a server path
     response = requests.get(f"{live_url}/api/v1/models/mf-{job.pk}/export/", headers=headers)
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
+    exported = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert exported["base_model_name_or_path"] == job.base_model.name  # a local base: its name, not its folder
     tok = AutoTokenizer.from_pretrained(job.base_model.source)
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(job.base_model.source), str(tmp_path / "adapter")

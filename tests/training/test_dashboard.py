@@ -67,7 +67,7 @@ def test_a_novice_trains_watches_reloads_and_finds_the_model(
     page, live_url, celery_worker_process, user, base_model, glossary
 ):
     sign_in(page, live_url, "alice")
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     page.get_by_label("Glossary").check()
     page.get_by_label("Quick").check()
     page.locator("details.advanced summary").click()
@@ -86,13 +86,13 @@ def test_a_novice_trains_watches_reloads_and_finds_the_model(
     assert shown[0] == 1 and shown == list(range(1, len(shown) + 1))
     page.screenshot(path=str(ARTIFACTS / "training-dashboard.png"), full_page=True)
     wait_until(lambda: TrainingJob.objects.get(pk=job.pk).is_final, timeout=240)
-    page.wait_for_function("document.getElementById('job-status').textContent === 'succeeded'", timeout=30_000)
+    page.wait_for_function("document.getElementById('job-status').dataset.status === 'succeeded'", timeout=30_000)
     final = page.evaluate(
         "window.MFTraining.points().filter(p => p.train_loss != null).map(p => [p.step, p.train_loss])"
     )
     stored = list(MetricPoint.objects.filter(job=job).exclude(train_loss=None).values_list("step", "train_loss"))
     assert [s for s, _ in final] == [s for s, _ in stored] == list(range(1, 151))
     assert all(abs(a[1] - b) < 1e-9 for a, (_, b) in zip(final, stored, strict=True))
-    page.get_by_role("link", name="Models").click()
+    page.get_by_role("link", name="Models", exact=True).click()
     assert page.get_by_test_id("models").get_by_text(job.name).is_visible()
     page.screenshot(path=str(ARTIFACTS / "models-page.png"), full_page=True)

@@ -65,8 +65,8 @@ def test_padding_free_batches_keep_examples_apart(tiny_base, records):
 
 def test_a_run_writes_the_adapter_config_metrics_and_model_card(tiny_base, records, tmp_path):
     points = []
-    card = {"name": "Glossary tutor", "datanets": [{"name": "Fine-tuning glossary", "version": 1, "size": 290,
-                                                     "root": "ab" * 32}]}  # fmt: skip
+    card = {"name": "Glossary tutor", "base_name": "Tiny demo model", "base_hub_id": "",
+            "datanets": [{"name": "Fine-tuning glossary", "version": 1, "size": 290, "root": "ab" * 32}]}  # fmt: skip
     result = run_finetune(cfg(tiny_base), records[:80], tmp_path, on_progress=points.append, card=card)
     assert result.status == "succeeded" and result.steps == 6
     files = {p.name for p in result.adapter_dir.iterdir()}
@@ -74,7 +74,9 @@ def test_a_run_writes_the_adapter_config_metrics_and_model_card(tiny_base, recor
     assert json.loads((result.adapter_dir / "run_config.json").read_text())["base_model"] == tiny_base
     assert "eval_loss" in json.loads((result.adapter_dir / "metrics.json").read_text())
     readme = (result.adapter_dir / "README.md").read_text()
-    assert "Fine-tuning glossary | v1 | 290 | `" + "ab" * 32 in readme and tiny_base in readme
+    assert "Fine-tuning glossary | v1 | 290 | `" + "ab" * 32 in readme
+    # The card names the base model for people; the folder it was loaded from stays on the server.
+    assert "adapter for Tiny demo model" in readme and tiny_base not in readme and "base_model:" not in readme
     train_points = [p for p in points if p["train_loss"] is not None]
     assert [p["step"] for p in train_points] == [1, 2, 3, 4, 5, 6]
     assert all(p["tokens_per_second"] > 0 and p["learning_rate"] is not None for p in train_points)

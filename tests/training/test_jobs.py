@@ -154,5 +154,7 @@ def test_a_model_folder_without_weights_is_refused_before_any_job(client, user, 
     broken = BaseModel.objects.create(name="Broken", source=str(folder), methods=["lora"], context_length=1024)
     client.force_login(user)
     response = client.post("/training/new/", form_data(broken, [glossary]))
-    assert response.status_code == 400 and "has no weights" in str(response.context["form"].errors["base_model"])
+    error = str(response.context["form"].errors["base_model"])
+    assert response.status_code == 400 and "The weights of “Broken” are missing" in error
+    assert str(folder) not in response.content.decode()  # the server's folder is not for the user's eyes
     assert not TrainingJob.objects.exists()

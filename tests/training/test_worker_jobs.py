@@ -51,7 +51,11 @@ def test_a_job_runs_on_the_gpu_queue_and_stores_every_point(celery_worker_proces
     assert job.points.exclude(eval_loss=None).count() >= 3  # eval merged into the step rows
     adapter = Path(job.adapter_dir)
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "README.md").exists()
-    assert glossary.current_version.root in (adapter / "README.md").read_text()
+    card = (adapter / "README.md").read_text()
+    assert glossary.current_version.root in card
+    assert f"adapter for {base_model.name}" in card and base_model.source not in card
+    # The log a person reads says what happened; the worker's host:pid stays in the operators' field.
+    assert "started (attempt 1)" in job.log_tail and job.worker and job.worker not in job.log_tail
 
 
 def test_a_redelivered_message_never_starts_a_second_run(
@@ -62,7 +66,13 @@ def test_a_redelivered_message_never_starts_a_second_run(
     extra_worker("impatient", CELERY_VISIBILITY_TIMEOUT="2", CELERY_UNACKED_RESTORE_INTERVAL="1",
                  CELERY_UNACKED_RESTORE_THROTTLE="1")  # fmt: skip
     job = start(user, base_model, glossary, max_steps=150)
-    wait_until(lambda: "second delivery of this job was ignored" in TrainingJob.objects.get(pk=job.pk).log_tail, 90)
+    wait_until(
+        lambda: (
+            "a second start of this job was ignored: it is already running"
+            in TrainingJob.objects.get(pk=job.pk).log_tail
+        ),
+        90,
+    )
     job = finished(job)
     assert job.status == "succeeded" and job.attempts == 1
     assert steps_of(job) == list(range(1, 151))

@@ -304,16 +304,22 @@ def _save(cfg, trainer, tokenizer, out_dir: Path, metrics: dict, card: dict) -> 
 
 
 def model_card(cfg: FinetuneConfig, metrics: dict, card: dict) -> str:
+    """README.md of the adapter. The base model is named by its display name and Hugging Face id
+    (card["base_name"], card["base_hub_id"]), never by the folder it was loaded from on the worker."""
     datanets = card.get("datanets", [])
+    hub_id = card.get("base_hub_id", "" if cfg.base_model.startswith("/") else cfg.base_model)
+    base = card.get("base_name") or hub_id or "a local base model"
+    settings = {**cfg.to_dict(), "base_model": hub_id or base}
+    named = f"{base} (`{hub_id}` on Hugging Face)" if hub_id and hub_id != base else base
     lines = [
         "---",
         "library_name: peft",
-        f"base_model: {cfg.base_model}",
+        *([f"base_model: {hub_id}"] if hub_id else []),
         "tags: [modelfactory, lora]",
         "---",
         f"# {card.get('name', 'ModelFactory adapter')}",
         "",
-        f"A {cfg.method.upper()} adapter for `{cfg.base_model}`, trained with ModelFactory.",
+        f"A {cfg.method.upper()} adapter for {named}, trained with ModelFactory.",
         "",
         "## Data",
         "",
@@ -325,11 +331,11 @@ def model_card(cfg: FinetuneConfig, metrics: dict, card: dict) -> str:
         "",
         "| setting | value |",
         "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in sorted(cfg.to_dict().items())],
+        *[f"| {k} | {v} |" for k, v in sorted(settings.items())],
         "",
         "## Metrics",
         "",
-        *[f"- {k}: {v}" for k, v in metrics.items()],
+        *[f"- {k}: {round(v, 4) if isinstance(v, float) else v}" for k, v in metrics.items()],
         "",
         "Load it with `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), this_folder)`.",
         "",
