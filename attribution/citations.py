@@ -8,8 +8,10 @@ a count) and again when stored citations are read back.
 
 from __future__ import annotations
 
+from django.db.models import Count
+
 from attribution.indexing import record_text
-from attribution.models import Citation
+from attribution.models import Citation, IndexState
 from datanets.access import readable_by
 from datanets.models import Contribution
 from training.models import TrainingDataset, TrainingJob
@@ -29,6 +31,18 @@ def model_datanet_ids(model_id: str) -> list[int]:
 def citable_datanets(user, model_id: str) -> list[int]:
     ids = model_datanet_ids(model_id)
     return list(readable_by(user).filter(pk__in=ids).values_list("pk", flat=True)) if ids else []
+
+
+def still_indexing(datanet_ids: list[int]) -> bool:
+    """True while a Datanet's newest accepted records are not yet searchable (the index sync
+    runs in the background a few seconds after an upload is accepted)."""
+    indexed = dict(IndexState.objects.filter(datanet_id__in=datanet_ids).values_list("datanet_id", "records"))
+    accepted = (
+        Contribution.objects.filter(datanet_id__in=datanet_ids, status=Contribution.Status.ACCEPTED)
+        .values("datanet_id")
+        .annotate(n=Count("pk"))
+    )
+    return any(row["n"] > indexed.get(row["datanet_id"], 0) for row in accepted)
 
 
 def readable_hits(user, hits: list[dict], query: str, answer: str = "") -> list[dict]:

@@ -64,6 +64,8 @@ async def sources_for(user, model: ModelRef, query: str, ground: bool) -> dict:
             items = await database_sync_to_async(citations.readable_hits)(user, hits, query)
         except retrieval.RetrievalUnavailable as exc:
             error = str(exc)
+        if not items and error is None and await database_sync_to_async(citations.still_indexing)(datanets):
+            error = "The newest records are still being prepared for citing; ask again in a minute."
     elif not model.adapter_path:
         error = "Base models are not trained on a Datanet, so there is nothing to cite."
     return {"items": items, "used": ground and bool(items), "error": error}
