@@ -12,7 +12,7 @@ from attribution.services import answer_influence
 from datanets.access import visible_to
 from serving.models import Conversation
 from serving.registry import ModelNotFound, resolve, usable_models
-from training.models import TrainingJob
+from training.models import BaseModel, TrainingJob
 
 
 @login_required
@@ -41,8 +41,9 @@ def chat(request, model_id: str):
     last = next((m for m in reversed(history) if m.role == "assistant" and m.side == "model"), None)
     sources = {"message": last.pk, "citations": stored_for(request.user, last),
                "influence": answer_influence(request.user, last)} if last else None  # fmt: skip
+    demo = BaseModel.objects.filter(source=model.base_source, builtin=True).first()
     context = {"model": model, "conversations": conversations, "current": current, "datasets": datasets,
-               "turns": turns_of(history), "sources": sources}  # fmt: skip
+               "turns": turns_of(history), "sources": sources, "demo_note": demo.summary if demo else ""}  # fmt: skip
     return render(request, "serving/chat.html", context)
 
 

@@ -123,6 +123,7 @@ def chat_with_sources(page, datanet: Datanet) -> None:
     # sync); until then the sources panel says they are still being prepared. Wait as a person would.
     wait_until(lambda: not citations.still_indexing([datanet.pk]), timeout=120)
     page.get_by_test_id("chat-link").click()
+    assert "demo model" in page.get_by_test_id("demo-note").inner_text()  # honest about the tiny model
     page.check("#ground")
     page.fill("#question", "What does the term triage mean in our clinic?")
     page.get_by_role("button", name="Send").click()

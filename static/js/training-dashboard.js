@@ -11,7 +11,7 @@
   const byStep = new Map();
   const el = (id) => document.getElementById(id);
   const common = { parsing: false, animation: false, responsive: true,
-    scales: { x: { type: "linear", title: { display: true, text: "Step" } } } };
+    scales: { x: { type: "linear", title: { display: true, text: "Step" }, ticks: { precision: 0 } } } };
   const loss = new Chart(el("loss-chart"), { type: "line", options: common, data: { datasets: [
     { label: "Training loss", data: [], borderColor: "#3b5bdb", pointRadius: 0, borderWidth: 2 },
     { label: "Evaluation loss", data: [], borderColor: "#e8590c", pointRadius: 3, showLine: true },
