@@ -99,8 +99,9 @@ async def stream(line: Line, payload: dict, first_timeout: float, timeout: float
             message = await _next_message(pubsub, wait)
             if message is None:
                 raise WorkerUnavailable(missing)
-            wait = timeout
             event = json.loads(message["data"])
+            if event.get("type") != "status":  # a status (e.g. "loading") keeps the long first wait
+                wait = timeout
             yield event
             if event["type"] in ("done", "error"):
                 finished = True

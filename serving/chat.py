@@ -162,6 +162,9 @@ async def _answer(turn: Turn, side: str, ref: ModelRef, history: list[dict], sou
                 await emit({"type": "error", "side": side, "error": event["message"]})
                 finish = "error"
                 break
+            if event["type"] == "status":  # e.g. the worker is loading the model first
+                await emit({"type": "status", "side": side, "status": event["status"]})
+                continue
             text += event.get("text", "")
             if event.get("text"):
                 await emit({"type": "token", "side": side, "text": event["text"]})

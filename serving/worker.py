@@ -89,6 +89,9 @@ class Worker:
         requests = self.requests_of(batch)
         if not requests:
             return
+        if batch[0]["base"] not in self.engines:  # the first request for a base waits for its load
+            for r in requests:
+                self.publish(r.id, {"type": "status", "status": "loading"})
         try:
             self.generate(self.engine_for(batch[0]["base"]), requests)
         except (AdapterError, GenerationError) as exc:

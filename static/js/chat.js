@@ -169,7 +169,10 @@
       showInfluence({ status: "none", items: [] });
     },
     citations(msg) { showCitations(msg.items.map((i) => ({ ...i, used_in_prompt: msg.used })), msg.error); },
-    status(msg) { if (bubbles[msg.side]) pending(bubbles[msg.side], "Loading the model and writing…"); },
+    status(msg) {
+      const words = { loading: "Loading the model (the first answer takes longer)…", generating: "Writing…" };
+      if (bubbles[msg.side]) pending(bubbles[msg.side], words[msg.status] || "Writing…");
+    },
     token(msg) {
       const div = bubbles[msg.side];
       if (!div) return;
