@@ -15,6 +15,12 @@ DEMO_SUMMARY = (
 )
 
 
+def _pk_after(prefix: str, model_id) -> int | None:
+    """The number in a model id `<prefix>-<number>` (mf-12, base-3); None for anything else."""
+    head, _, number = str(model_id).partition("-")
+    return int(number) if head == prefix and number.isdigit() else None
+
+
 class BaseModel(models.Model):
     """A base model jobs may start from: a Hugging Face id or a local folder."""
 
@@ -46,8 +52,7 @@ class BaseModel(models.Model):
 
     @staticmethod
     def pk_from_model_id(model_id) -> int | None:
-        prefix, _, number = str(model_id).partition("-")
-        return int(number) if prefix == "base" and number.isdigit() else None
+        return _pk_after("base", model_id)
 
     @property
     def is_local(self) -> bool:
@@ -152,8 +157,7 @@ class TrainingJob(Job):
     @staticmethod
     def pk_from_model_id(model_id) -> int | None:
         """The job behind `mf-<job id>`; None for a base model or anything else."""
-        prefix, _, number = str(model_id).partition("-")
-        return int(number) if prefix == "mf" and number.isdigit() else None
+        return _pk_after("mf", model_id)
 
 
 class TrainingDataset(models.Model):

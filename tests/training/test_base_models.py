@@ -90,3 +90,19 @@ def test_people_without_staff_rights_cannot_add_base_models(client, user, folder
     client.force_login(user)
     response = client.post(ADD, form(str(folder)))
     assert response.status_code == 302 and not BaseModel.objects.exists()
+
+
+def test_the_admin_form_saved_unchanged_changes_nothing(admin_client, folder):
+    admin_client.post(ADD, form(str(folder), description="A small test model."))
+    model = BaseModel.objects.get(source=str(folder))
+    fields = ["name", "source", "description", "architecture", "parameter_count", "context_length", "chat_template",
+              "licence", "methods", "builtin", "enabled"]  # fmt: skip
+    before = BaseModel.objects.filter(pk=model.pk).values(*fields).get()
+    page = admin_client.get(f"/admin/training/basemodel/{model.pk}/change/")
+    shown = page.context["adminform"].form
+    # Post back exactly what the form shows, as a person pressing Save without typing would.
+    data = {name: shown[name].value() for name in shown.fields}
+    data = {k: ("on" if v is True else v) for k, v in data.items() if v not in (None, False)}
+    response = admin_client.post(f"/admin/training/basemodel/{model.pk}/change/", data, follow=True)
+    assert response.status_code == 200 and not getattr(response.context.get("adminform"), "form", None)
+    assert BaseModel.objects.filter(pk=model.pk).values(*fields).get() == before
