@@ -57,7 +57,12 @@ def job_detail(request, job_id: int):
     job = get_object_or_404(services.visible_jobs(request.user), pk=job_id)
     context = {"job": job, "datasets": job.datasets.select_related("datanet", "version"),
                "compare_ids": services.compare_ids(request.user, job), "status_words": words.STATUS_WORDS}  # fmt: skip
-    return render(request, "training/job.html", context)
+    response = render(request, "training/job.html", context)
+    if request.headers.get("X-Requested-With") == "fetch":
+        # The page refreshing its own summary must not eat the flash meant for the next full page
+        # (a cancel's "Cancel requested" arrives with the redirect that follows it).
+        messages.get_messages(request).used = False
+    return response
 
 
 @login_required

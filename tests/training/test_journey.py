@@ -148,3 +148,16 @@ def test_the_cancel_button_asks_for_confirmation(client, user, base_model, gloss
     client.force_login(user)
     page = client.get(f"/training/jobs/{job.pk}/").content.decode()
     assert "onsubmit=\"return confirm('Cancel this training job?" in page
+
+
+def test_the_page_refreshing_itself_keeps_the_flash_for_the_next_page(client, user, base_model, glossary, tmp_path):
+    """A cancel ends a queued job at once; the open page hears "cancelled" over its websocket and
+    refetches its summary, sometimes before the browser follows the cancel's redirect. That
+    refetch must leave "Cancel requested" for the page the redirect shows."""
+    job = finished_job(user, base_model, glossary, tmp_path, status="queued", progress=0, final_metrics={})
+    client.force_login(user)
+    client.post(f"/training/jobs/{job.pk}/cancel/")  # not followed yet
+    refetch = client.get(f"/training/jobs/{job.pk}/", headers={"X-Requested-With": "fetch"})
+    assert refetch.status_code == 200
+    shown = client.get(f"/training/jobs/{job.pk}/").content.decode()
+    assert "Cancel requested" in shown
