@@ -62,8 +62,8 @@ class ContributionAttributionViewSet(viewsets.ViewSet):
         scores = ContributionInfluence.objects.filter(contribution=row, run__job__in=visible_jobs(request.user))
         return Response({
             "contribution": row.pk, "datanet": row.datanet.slug, "contributor": row.contributor.get_username(),
-            "models": [{"model": f"mf-{s.run.job_id}", "method": s.run.method, "score": s.score,
-                        "data_versions": s.run.data_versions} for s in scores.select_related("run")],
+            "models": [{"model": s.run.job.model_id, "method": s.run.method, "score": s.score,
+                        "data_versions": s.run.data_versions} for s in scores.select_related("run__job")],
             "answers_influenced": row.answer_influences.count(),
         })  # fmt: skip
 

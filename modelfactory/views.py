@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from datanets.access import visible_to
 from datanets.models import ROLE_RANK, Contribution, Datanet, Membership, Role
 from serving.models import Conversation
-from serving.registry import usable_models
+from serving.registry import own_models
 from training.services import visible_jobs
 
 HOME_ROWS = 8
@@ -30,7 +30,7 @@ def dashboard(user) -> dict:
     """What a signed-in person sees first: their Datanets, jobs and models, and what to do next."""
     datanets = my_datanets(user)
     jobs = list(visible_jobs(user).filter(owner=user).order_by("-created_at")[:HOME_ROWS])
-    models = [ref for ref in usable_models(user) if ref.adapter_path and ref.owner == user.get_username()]
+    models = own_models(user)
     steps = get_started(user, datanets, jobs, models)
     return {
         "datanets": datanets, "jobs": jobs, "models": models[:HOME_ROWS],
@@ -62,7 +62,7 @@ def get_started(user, datanets, jobs, models) -> list[dict]:
     """The three steps of a first fine-tune, and which of them this person has done."""
     has_data = any(d.records for d in datanets) or Contribution.objects.filter(contributor=user).exists()
     training = any(not job.is_final for job in jobs)
-    chatted = Conversation.objects.filter(user=user, model_id__startswith="mf-").exists()
+    chatted = Conversation.objects.filter(user=user, model_id__in=[m.id for m in models]).exists()
     first_model = models[0].id if models else None
     step1 = {"link": "/datanets/", "action": "Find or create a Datanet"}
     if datanets and not has_data:  # a Datanet, still empty: the next thing is adding records to it

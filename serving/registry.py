@@ -48,6 +48,13 @@ def _servable(user):
     return visible_jobs(user).filter(status="succeeded").exclude(adapter_dir="")
 
 
+def own_models(user) -> list[ModelRef]:
+    """The fine-tuned models this person trained (not others' they may see as staff), newest first."""
+    if user is None or not user.is_authenticated:
+        return []
+    return [_job_ref(j) for j in _servable(user).filter(owner=user).order_by("-finished_at")]
+
+
 def usable_models(user) -> list[ModelRef]:
     if user is None or not user.is_authenticated:
         return []
