@@ -11,7 +11,8 @@ adapter only (the loop is slow; per-checkpoint cost is what compares); reported
 as seconds per 1,000 contributions per checkpoint and as a ratio to the epoch.
 Both passes sketch at the final adapter, so their sketches must agree.
 Then the answer side: AnswerScorer.sketch and the cosine over all contributions,
-and the span index (build, match).
+and the span index (build, match). Goals (one line each): influence per checkpoint
+within one training epoch, vmap agreeing with the loop, answer scoring under 100 ms.
 
 Usage: .venv/bin/python bench/attribution.py [--records 1000] [--hidden 64] [--layers 2]
 """
@@ -142,6 +143,15 @@ def main() -> None:
     sketch_ms, cosine_ms, build_s, match_ms = answer_side(base, run, rows, first.sketches)
     print(f"answer side: sketch {sketch_ms:.1f} ms per answer, cosine over {n_train} contributions {cosine_ms:.1f} ms;"
           f" span index over {len(rows)} records built in {build_s:.2f} s, {match_ms:.2f} ms per match")  # fmt: skip
+    vmap_ratio = per_ckpt["vmap"] / epoch.cpu
+    difference = np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)
+    answer_ms = sketch_ms + cosine_ms + match_ms
+    print(f"goal: training-side influence per checkpoint <= 1.0x one training epoch (vmap): {vmap_ratio:.2f}x,"
+          f" {'met' if vmap_ratio <= 1.0 else 'NOT met'}")  # fmt: skip
+    print(f"goal: vmap and the per-example loop agree (relative difference <= 1e-4): {difference:.1e},"
+          f" {'met' if difference <= 1e-4 else 'NOT met'}")  # fmt: skip
+    print(f"goal: answer-side scoring (sketch + cosine + span match) <= 100 ms per answer: {answer_ms:.1f} ms,"
+          f" {'met' if answer_ms <= 100 else 'NOT met'}")  # fmt: skip
 
 
 if __name__ == "__main__":
