@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.processes",
     "tests.fixtures.datanets",
     "tests.fixtures.serving",
+    "tests.fixtures.demo",
 ]
 
 

@@ -129,7 +129,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         overrides = dict(d["config"])
         overrides["schema"] = d["datanets"][0].schema
         try:
-            cfg = services.config_from(d["preset"], overrides, d["base_model"])
+            cfg = services.config_from(d["preset"], overrides, d["base_model"], d["datanets"])
             job = services.start_job(
                 request.user, name=d["name"], base_model=d["base_model"], datanets=d["datanets"], cfg=cfg,
                 preset=d["preset"], request_key=d.get("request_key") or uuid.uuid4().hex,

@@ -114,7 +114,7 @@ class TrainingForm(KnobFields):
             overrides = self.overrides()
             if data["datanets"]:
                 overrides["schema"] = data["datanets"][0].schema
-            self.config = services.config_from(data["preset"], overrides, data["base_model"])
+            self.config = services.config_from(data["preset"], overrides, data["base_model"], data["datanets"])
             services.check_start(self.user, data["base_model"], list(data["datanets"]), self.config)
         except services.TrainingError as exc:
             field = exc.field if exc.field in self.fields else None

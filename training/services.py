@@ -125,10 +125,15 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
     return job
 
 
-def config_from(preset: str, overrides: dict, base_model: BaseModel | None) -> FinetuneConfig:
-    """The job's one FinetuneConfig: preset, then overrides (with the schema), then the base model's source."""
+def config_from(preset: str, overrides: dict, base_model: BaseModel | None, datanets=()) -> FinetuneConfig:
+    """The job's one FinetuneConfig: preset (for the base model's size and the Datanets' accepted
+    records), then overrides (with the schema), then the base model's source."""
+    records = sum(d.current_version.size for d in datanets if d.current_version is not None)
     try:
-        return engine_config.config_from(preset, overrides, base_model=base_model.source if base_model else "unset")
+        return engine_config.config_from(
+            preset, overrides, parameter_count=base_model.parameter_count if base_model else None, records=records,
+            base_model=base_model.source if base_model else "unset",
+        )  # fmt: skip
     except ConfigError as exc:
         raise TrainingError(exc.message, exc.field) from None
 

@@ -20,7 +20,6 @@ from attribution.engine.influence import (
 from attribution.engine.spans import SpanIndex, span_scores
 from datanets.demo_data import demo_records
 from tests.attribution.canary import (
-    B_UNRELATED,
     CANARY_A,
     CANARY_ID,
     CANARY_Q,
@@ -32,7 +31,7 @@ from tests.attribution.canary import (
 from training.engine import data as data_mod
 
 
-def greedy_answer(base: Path, adapter: Path, question: str, max_new_tokens: int = 24) -> str:
+def greedy_answer(base: Path, adapter: Path, question: str, max_new_tokens: int = 48) -> str:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,8 +44,11 @@ def greedy_answer(base: Path, adapter: Path, question: str, max_new_tokens: int 
 
 
 @pytest.fixture(scope="module")
-def canary_run(tmp_path_factory) -> Path:
-    return train_canary_run(tmp_path_factory.mktemp("canary") / "run")
+def canary_run(tmp_path_factory, demo_model_folder) -> Path:
+    """A Quick run on the demo model; <run>/base links to the demo model's folder."""
+    run = train_canary_run(tmp_path_factory.mktemp("canary") / "run", demo_model_folder)
+    (run / "base").symlink_to(demo_model_folder, target_is_directory=True)
+    return run
 
 
 def test_it_reproduces_the_training_split():
@@ -130,15 +132,16 @@ def test_it_combines_span_and_gradient_scores():
 
 
 def test_it_traces_the_canary_to_its_contributor(canary_run):
-    # The fine-tune memorised the fact: greedy decoding reproduces it.
+    # The Quick preset on the demo model learnt the fact: greedy decoding reproduces it.
     assert greedy_answer(canary_run / "base", canary_run / "adapter", CANARY_Q).startswith(CANARY_A)
     records = canary_records()
     progress = []
     influence = training_influence(str(canary_run / "base"), canary_run, records, **CANARY_SETTINGS,
                                    sketch_dim=512, on_progress=progress.append)  # fmt: skip
     assert influence.method == "tracin-lora"
-    assert influence.checkpoints == ["checkpoint-60", "checkpoint-120", "checkpoint-180", "adapter"]
-    assert influence.learning_rates == pytest.approx([5e-3] * 4) and not influence.notes
+    assert influence.checkpoints == ["checkpoint-20", "checkpoint-40", "adapter"]
+    lrs = influence.learning_rates  # the cosine schedule's rate at each checkpoint (Quick: 2e-3 at its peak)
+    assert 0 < lrs[-1] < lrs[1] < lrs[0] < 2e-3 and not influence.notes
     train_ids = {cid for cid, _ in records} - set(influence.eval_ids)
     assert len(influence.eval_ids) == 2 and CANARY_ID in train_ids
     assert influence.scores.keys() == influence.sketches.keys() == train_ids
@@ -148,11 +151,14 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     scorer = AnswerScorer(str(canary_run / "base"), canary_run / "adapter", 512, influence.sketch_seed,
                           CANARY_SETTINGS["max_seq_len"])  # fmt: skip
     grads = gradient_scores(scorer.sketch([{"role": "user", "content": CANARY_Q}], CANARY_A), influence.sketches)
-    assert max(grads, key=grads.get) == CANARY_ID  # same question and answer: the closest gradient
-    assert {CONTRIBUTORS[cid] for cid in sorted(grads, key=grads.get)[-3:]} == {"A"}  # the fact's three records
+    by_gradient = sorted(grads, key=grads.get, reverse=True)
+    assert by_gradient[0] == CANARY_ID  # same question and answer: the closest gradient
+    # The same answer asked another way comes next; the third phrasing ("In short, ...") mostly shares
+    # words the demo model already wrote, so by gradient alone it may fall behind an ordinary record.
+    assert by_gradient[1] == 2 and [CONTRIBUTORS[cid] for cid in by_gradient[:3]].count("A") >= 2
     other = scorer.sketch([{"role": "user", "content": "What is LoRA?"}], "LoRA is a fine-tuning method.")
     other_grads = gradient_scores(other, influence.sketches)
-    assert max(other_grads, key=other_grads.get) == B_UNRELATED  # a different answer points elsewhere
+    assert CONTRIBUTORS[max(other_grads, key=other_grads.get)] != "A"  # a different answer points elsewhere
 
     index = SpanIndex.build([(cid, r["output"]) for cid, r in records])
     matches = index.match(CANARY_A)
@@ -160,7 +166,7 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     assert not any(CONTRIBUTORS[cid] == "B" for cid in matches)
     combined = combine(span_scores(matches, CANARY_A), grads)
     top3 = sorted(combined, key=combined.get, reverse=True)[:3]
-    assert CANARY_ID in top3 and B_UNRELATED not in top3
+    assert {CONTRIBUTORS[cid] for cid in top3} == {"A"}  # spans + gradient: the fact's three records
     assert combined[CANARY_ID] > 0.9
 
 
@@ -170,7 +176,7 @@ def test_it_scores_against_the_training_loss_without_an_eval_set(canary_run):
     influence = training_influence(str(canary_run / "base"), canary_run, records, **settings, sketch_dim=64,
                                    max_checkpoints=2, per_sample="loop")  # fmt: skip
     assert influence.method == "tracin-lora-self" and influence.eval_ids == []
-    assert influence.checkpoints == ["checkpoint-180", "adapter"] and influence.per_sample == "loop"
+    assert influence.checkpoints == ["checkpoint-40", "adapter"] and influence.per_sample == "loop"
     assert influence.scores.keys() == {cid for cid, _ in records}
 
 

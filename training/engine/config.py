@@ -272,40 +272,78 @@ PRECISIONS = KNOBS["precision"].values
 SCHEMAS = KNOBS["schema"].values
 
 
+# Below this many parameters a base model is demo-sized: a LoRA adapter on it needs a larger learning rate
+# to move it (measured on the built-in demo model; see docs/training-knobs.md).
+SMALL_MODEL_PARAMETERS = 100_000_000
+
+
 @dataclass(frozen=True)
 class Preset:
+    """Named values over the defaults. `small` replaces some of them for demo-sized base models;
+    `min_steps` gives small Datanets more passes (up to `max_epochs`) so that a run takes at least
+    that many optimiser steps: one pass over 50 records is 6 steps, too few to learn anything."""
+
     name: str
     label: str
     description: str
     values: Mapping[str, Any]
+    small: Mapping[str, Any] = field(default_factory=dict)
+    min_steps: int = 0
+    max_epochs: float = 1.0
 
     @property
     def choice_label(self) -> str:
         return f"{self.label} — {self.description}"
+
+    def values_for(self, parameter_count: int | None) -> dict:
+        values = dict(self.values)
+        if parameter_count and parameter_count < SMALL_MODEL_PARAMETERS:
+            values.update(self.small)
+        return values
+
+    def epochs_for(self, records: int, values: Mapping[str, Any]) -> float:
+        """The preset's passes, or more when `records` give fewer than min_steps steps (capped)."""
+        epochs = values.get("epochs", KNOBS["epochs"].default)
+        if not self.min_steps or records <= 0:
+            return epochs
+        held_out = values.get("eval_fraction", KNOBS["eval_fraction"].default)
+        per_step = values.get("batch_size", KNOBS["batch_size"].default) * values.get("grad_accum", 1)
+        steps_per_pass = math.ceil(max(1, round(records * (1 - held_out))) / per_step)
+        return float(min(max(epochs, math.ceil(self.min_steps / steps_per_pass)), self.max_epochs))
 
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("quick", "Quick", "a first try in minutes",
-               {"epochs": 1.0, "rank": 8, "alpha": 16, "learning_rate": 3e-4, "max_seq_len": 256, "batch_size": 8}),
-        Preset("balanced", "Balanced", "two passes with a mid-size adapter",
-               {"epochs": 2.0, "rank": 16, "alpha": 32, "learning_rate": 2e-4, "max_seq_len": 512, "batch_size": 8}),
-        Preset("thorough", "Thorough", "three passes, a larger adapter and longer examples; slowest",
+               {"epochs": 1.0, "rank": 8, "alpha": 16, "learning_rate": 3e-4, "max_seq_len": 256, "batch_size": 8},
+               small={"learning_rate": 2e-3}, min_steps=90, max_epochs=20),
+        Preset("balanced", "Balanced", "two passes or more with a mid-size adapter",
+               {"epochs": 2.0, "rank": 16, "alpha": 32, "learning_rate": 2e-4, "max_seq_len": 512, "batch_size": 8},
+               small={"learning_rate": 1.5e-3}, min_steps=200, max_epochs=30),
+        Preset("thorough", "Thorough", "three passes or more, a larger adapter and longer examples; slowest",
                {"epochs": 3.0, "rank": 32, "alpha": 64, "learning_rate": 1e-4, "max_seq_len": 1024,
-                "batch_size": 8}),
+                "batch_size": 8}, small={"learning_rate": 1e-3}, min_steps=400, max_epochs=40),
         Preset("custom", "Custom", "only the Advanced values over the defaults", {}),
     )
 }  # fmt: skip
 
 
-def config_from(preset: str, overrides: Mapping, **fixed) -> FinetuneConfig:
-    """The preset's values, then the overrides that are set (not None or ""), then `fixed`, validated once."""
+def config_from(
+    preset: str, overrides: Mapping, *, parameter_count: int | None = None, records: int = 0, **fixed
+) -> FinetuneConfig:
+    """The preset's values (for a model of `parameter_count`), then the overrides that are set (not None
+    or ""), then `fixed`, validated once. Unless epochs or max steps are set, a preset with min_steps
+    sizes the passes to `records` (the Datanets' accepted records)."""
     if preset not in PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset].values)
-    values.update({k: v for k, v in overrides.items() if v is not None and v != ""})
-    values.update(fixed)
+    chosen = {k: v for k, v in overrides.items() if v is not None and v != ""}
+    values = PRESETS[preset].values_for(parameter_count) | chosen | dict(fixed)
+    if "epochs" not in chosen and not values.get("max_steps"):
+        try:
+            values["epochs"] = PRESETS[preset].epochs_for(records, values)
+        except TypeError:  # a value of the wrong type: FinetuneConfig says which, below
+            pass
     return FinetuneConfig.from_dict(values)
 
 
@@ -332,8 +370,17 @@ def knobs_markdown() -> str:
         lines.append(
             f"| `{k.name}` | {cell(k.label)} | {cell(default)} | {cell(k.bounds_text())} | {shown} | {cell(k.help)} |"
         )
-    lines += ["", "## Presets", "", "| preset | label | description | values |", "| --- | --- | --- | --- |"]
+    lines += [
+        "", "## Presets", "",
+        f"A base model under {SMALL_MODEL_PARAMETERS:,} parameters (the built-in demo model) takes the values in",
+        "*demo-sized models* instead. Unless epochs or max steps are set, a preset with *at least* gives",
+        "small Datanets more passes, up to its cap, so that a run takes at least that many optimiser steps.",
+        "", "| preset | label | description | values | demo-sized models | at least |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
     for p in PRESETS.values():
         values = ", ".join(f"`{k}` = {v}" for k, v in p.values.items()) or "none: the defaults"
-        lines.append(f"| `{p.name}` | {cell(p.label)} | {cell(p.description)} | {values} |")
+        small = ", ".join(f"`{k}` = {v}" for k, v in p.small.items()) or "—"
+        least = f"{p.min_steps} steps, at most {_num(p.max_epochs)} epochs" if p.min_steps else "—"
+        lines.append(f"| `{p.name}` | {cell(p.label)} | {cell(p.description)} | {values} | {small} | {least} |")
     return "\n".join(lines) + "\n"

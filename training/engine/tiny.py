@@ -1,4 +1,4 @@
-"""A tiny Llama-architecture base model with a tokenizer trained on given texts.
+"""Tiny Llama-architecture base models with a tokenizer trained on given texts.
 
 Written as an ordinary Hugging Face folder (config.json, model.safetensors,
 tokenizer.json, tokenizer_config.json with a chat template), so it loads through
@@ -40,6 +40,35 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     )
 
 
+def llama_config(tokenizer, *, hidden: int, layers: int, heads: int, context: int = 1024, intermediate: int = 0):
+    """A Llama config sized by hand, with the tokenizer's special token ids (tied embeddings)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=intermediate or hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=context,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+
+
+def save_model(model, tokenizer, folder: str | Path) -> Path:
+    """An ordinary Hugging Face folder: config.json, model.safetensors, tokenizer files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def build_tiny_model(
     folder: str | Path,
     texts: Iterable[str],
@@ -53,30 +82,12 @@ def build_tiny_model(
 ) -> Path:
     """Write a random-init tiny Llama and its tokenizer to `folder`; returns the folder."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 4,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        max_position_embeddings=context,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    model = LlamaForCausalLM(llama_config(tokenizer, hidden=hidden, layers=layers, heads=heads, context=context))
+    return save_model(model, tokenizer, folder)
 
 
 def record_texts(schema: str, records: Iterable[dict]) -> Iterable[str]:

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Datanet: {datanet.name} ({datanet.visibility}) at {settings.SITE_URL}/datanets/{datanet.slug}/"
             )
-        self.stdout.write(f"Base model: {seed_base_model()}")
+        self.stdout.write(f"Base model: {seed_base_model(self.stdout.write)}")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}  (sign in at {settings.SITE_URL}/accounts/login/)"
