@@ -82,7 +82,8 @@ def share_private_datanet(people: dict, apis: dict) -> tuple[str, set[int]]:
     which she accepts. Returns the slug and the planted records' ids."""
     olga = apis["olga"]
     slug = olga.post("/datanets/", json={"name": "Zorblax facts", "visibility": "private", "schema": "instruction",
-                                         "description": "Facts about the planet Zorblax, and some glossary."})["slug"]  # fmt: skip
+                                         "description": "Facts about the planet Zorblax, and some glossary.",
+                                         "licence": "CC0-1.0"})["slug"]  # fmt: skip
     for name in ("ann", "ben"):
         olga.post(f"/datanets/{slug}/members/", json={"username": name, "role": "contributor"})
     assert olga.upload(slug, ORDINARY[:24])["rows_added"] == 24
@@ -150,16 +151,22 @@ def test_a_quick_job_on_the_demo_model_learns_a_planted_fact_and_credits_its_con
 def chat_in_the_browser(page, live_url: str, model_id: str, planted: set[int]) -> None:
     sign_in(page, live_url, "olga")
     page.goto(f"{live_url}/chat/{model_id}/")
+    settings = page.get_by_text("System prompt and generation settings")
+    settings.click()
     page.fill("#temperature", "0")  # greedy, as above
+    settings.click()
     page.fill("#question", QUESTION)
     page.locator("#send").click()
     page.get_by_test_id("transcript").locator(".bubble").filter(has_text=ANSWER_WORD).first.wait_for(timeout=120_000)
     cited = page.get_by_test_id("cite-list").locator("li")
     cited.first.wait_for()
-    influenced = page.get_by_test_id("influence-list").locator("li")
+    influenced = page.get_by_test_id("influence-list").locator(":scope > li")
     influenced.first.wait_for(timeout=180_000)
     assert "ann" in influenced.first.inner_text()
     top3 = [int(influenced.nth(i).get_attribute("data-contribution")) for i in range(min(3, influenced.count()))]
     assert set(top3) & planted, top3
     ARTIFACTS.mkdir(exist_ok=True)
+    assert influenced.count() == 5  # the strongest five; the rest folded under "… more"
     page.screenshot(path=str(ARTIFACTS / "demo-learning-chat.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "demo-learning-chat-phone.png"), full_page=True)

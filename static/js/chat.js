@@ -110,9 +110,21 @@
     (items || []).forEach((i) => list.appendChild(entry(i, "score")));
     $("cite-status").textContent = note || (items && items.length ? "" : "No matching records you may read.");
   }
+  // The strongest few first; the long tail of small scores folded away under one line.
+  const INFLUENCE_SHOWN = 5;
   function showInfluence(data) {
     const list = $("influence-list"); list.replaceChildren();
-    (data.items || []).forEach((i) => list.appendChild(entry(i, "influence")));
+    const items = data.items || [];
+    items.slice(0, INFLUENCE_SHOWN).forEach((i) => list.appendChild(entry(i, "influence")));
+    const old = $("influence-more"); if (old) old.remove();
+    if (items.length > INFLUENCE_SHOWN) {
+      const more = el("details", "more-influence"); more.id = "influence-more";
+      more.appendChild(el("summary", "small", `${items.length - INFLUENCE_SHOWN} more with smaller influence`));
+      const rest = el("ol", "cite-list"); rest.start = INFLUENCE_SHOWN + 1;
+      items.slice(INFLUENCE_SHOWN).forEach((i) => rest.appendChild(entry(i, "influence")));
+      more.appendChild(rest);
+      list.after(more);
+    }
     const words = { queued: "Scoring…", running: "Scoring…", failed: data.note, none: "" };
     $("influence-status").textContent = data.items && data.items.length ? "" : (words[data.status] ?? "No contribution you may read influenced this answer.");
   }
