@@ -44,6 +44,36 @@ def test_config_from_applies_the_preset_then_overrides_then_fixed_values():
     assert info.value.field == "preset"
 
 
+@pytest.mark.parametrize(
+    ("parameters", "records", "overrides", "expected"),
+    [
+        (3_000_000, 50, {}, (15.0, 2e-3)),  # the demo model, 50 records: 6 steps a pass, 15 passes = 90 steps
+        (7_000_000_000, 50, {}, (15.0, 3e-4)),  # a real model keeps its rate; a small Datanet still gets 90 steps
+        (None, 50, {}, (15.0, 3e-4)),  # a hub id whose size is not known yet
+        (3_000_000, 10_000, {}, (1.0, 2e-3)),  # a large Datanet keeps the preset's single pass
+        (3_000_000, 5, {}, (20.0, 2e-3)),  # capped: at most 20 passes
+        (3_000_000, 0, {}, (1.0, 2e-3)),  # nothing known about the data
+        (3_000_000, 50, {"epochs": 2}, (2.0, 2e-3)),  # epochs set by hand win
+        (3_000_000, 50, {"learning_rate": 1e-4}, (15.0, 1e-4)),
+        (3_000_000, 50, {"batch_size": 2}, (4.0, 2e-3)),  # 24 steps a pass with batch 2: 4 passes
+    ],
+)  # fmt: skip
+def test_presets_are_sized_to_the_model_and_the_datanet(parameters, records, overrides, expected):
+    cfg = config_from("quick", overrides, parameter_count=parameters, records=records, base_model="m")
+    assert (cfg.epochs, cfg.learning_rate) == pytest.approx(expected)
+
+
+def test_max_steps_or_custom_leave_the_passes_alone():
+    cfg = config_from("quick", {"max_steps": 7}, parameter_count=3_000_000, records=50, base_model="m")
+    assert (cfg.max_steps, cfg.epochs) == (7, 1.0)
+    assert config_from("custom", {}, parameter_count=3_000_000, records=50, base_model="m").epochs == 1.0
+    balanced = config_from("balanced", {}, parameter_count=3_000_000, records=50, base_model="m")
+    assert (balanced.epochs, balanced.learning_rate, balanced.rank) == (30.0, 1.5e-3, 16)  # 200 steps, capped at 30
+    with pytest.raises(ConfigError) as info:  # a wrong type is still the config's error, not a crash
+        config_from("quick", {"batch_size": "x"}, parameter_count=3_000_000, records=50, base_model="m")
+    assert info.value.field == "batch_size"
+
+
 def test_the_form_fields_come_from_the_metadata():
     from training.forms import ADVANCED, TrainingForm
 
