@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 
 import pytest
 import requests
@@ -104,6 +105,8 @@ def train_quick(olga: Api, demo_model, slug: str) -> dict:
     wait_until(lambda: olga.get(f"/training/jobs/{job['id']}/")["status"] in ("succeeded", "failed"), timeout=600)
     job = olga.get(f"/training/jobs/{job['id']}/")
     assert job["status"] == "succeeded", job["message"]
+    took = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
+    print(f"Quick job: {took.total_seconds():.0f} s from start to finish, final metrics {job['final_metrics']}")
     return job
 
 
@@ -129,6 +132,7 @@ def test_a_quick_job_on_the_demo_model_learns_a_planted_fact_and_credits_its_con
 
     after = run_async(ask(live_url, model_id, people["olga"], QUESTION, influence=True))
     assert ANSWER_WORD in after["text"], after["text"]
+    print(f"before: {before['text']!r}\nafter: {after['text']!r}")
     assert {c["contribution"] for c in after["citations"]["items"][:3]} & planted
     influence = after["influence"]
     assert influence["status"] == "succeeded", influence

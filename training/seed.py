@@ -26,7 +26,7 @@ def seed_base_model(say: Callable[[str], None] = lambda line: None) -> BaseModel
 
     folder, records = demo_folder(), demo_records()
     if cached(folder, records) is None:
-        say("Building the demo base model: once, about 2 minutes on 2 CPU cores, then cached in " f"{folder}")
+        say(f"Building the demo base model: once, about 2 minutes on 2 CPU cores, then cached in {folder}")
 
         def progress(step, steps, loss, seconds):
             if step % 100 == 0 or step == steps:

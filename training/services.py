@@ -3,6 +3,7 @@ record every metric point, cancel, estimate. Pages, API and the task call these.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -153,7 +154,10 @@ def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
     tokens_per_second = 3e12 / (6 * params) if settings.TRAINING_CUDA_WORKERS else 2e10 / (6 * params)
     seconds = tokens / tokens_per_second
     device = "GPU" if settings.TRAINING_CUDA_WORKERS else "CPU"
+    per_step = cfg.batch_size * cfg.grad_accum
+    steps = cfg.max_steps or math.ceil(max(1, round(records * (1 - cfg.eval_fraction))) / per_step) * cfg.epochs
     return {
+        "passes": words.number(cfg.epochs, None) if not cfg.max_steps else "", "steps": int(math.ceil(steps)),
         "device": device, "memory_gb": round(gpu_gb, 1), "minutes": round(seconds / 60), "memory": words.memory(gpu_gb),
         "duration": "under a minute" if seconds < 60 else words.duration(seconds),
     }  # fmt: skip

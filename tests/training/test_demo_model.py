@@ -63,4 +63,5 @@ def test_a_folder_from_another_recipe_or_half_written_is_not_reused(tmp_path):
 
 @pytest.mark.parametrize("question", ["What is the capital of the planet Zorblax?", "Who won the 1998 World Cup?"])
 def test_it_does_not_know_what_it_was_never_taught(demo_model_folder, question):
-    assert "Quillamere" not in greedy(demo_model_folder, question) and "France" not in greedy(demo_model_folder, question)
+    answer = greedy(demo_model_folder, question)
+    assert "Quillamere" not in answer and "France" not in answer

@@ -120,6 +120,8 @@ def test_the_estimate_names_the_device_and_rounds(client, settings, user, base_m
     page = client.post("/training/estimate/", data).content.decode()
     assert device_words in page and "GPU memory" not in page
     assert "using less than 0.1 GB of memory" in page and "under a minute for 120 records" in page
+    # Quick gives 120 records (15 steps a pass) 6 passes, so that the run has its 90 steps
+    assert "6 passes over the data, about 90 training steps: small Datanets get more passes" in page
 
 
 def test_a_cancelled_job_shows_where_it_stopped_and_no_eta(client, user, base_model, glossary, tmp_path):
