@@ -48,6 +48,13 @@ class Limits:
     max_bytes: int = 200 * 1024 * 1024
     max_rows: int = 1_000_000
     max_row_chars: int = 50_000
+    # A compressed file (Parquet) may unpack to this many times its size, and at least the floor:
+    # text compresses 3-10x, a decompression bomb by millions.
+    max_unpack_ratio: int = 50
+    min_unpack_bytes: int = 64 * 1024 * 1024
+
+    def decoded_bytes(self, size: int) -> int:
+        return max(self.min_unpack_bytes, size * self.max_unpack_ratio)
 
 
 @dataclass
@@ -272,7 +279,7 @@ def parse_upload(
     fmt = detect_format(filename, file_format)
     result = ParseResult()
     if fmt == "parquet":
-        rows = rows_parquet(data)
+        rows = rows_parquet(data, limits.max_rows, limits.max_row_chars * 4, limits.decoded_bytes(len(data)))
     else:
         text = decode_text(data)
         if fmt == "txt":

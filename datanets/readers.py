@@ -75,22 +75,88 @@ def rows_csv(text: str, add_error, max_row_chars: int) -> Iterator[tuple[int, ob
         raise UploadError(f"The CSV could not be read near line {reader.line_num}: {exc}.") from None
 
 
-def rows_parquet(data: bytes) -> Iterator[tuple[int, object]]:
+PARQUET_BATCH_ROWS = 64  # rows decoded at a time, each checked before it becomes Python objects
+
+
+def rows_parquet(
+    data: bytes, max_rows: int, max_value_bytes: int, max_total_bytes: int
+) -> Iterator[tuple[int, object]]:
+    """Rows of a Parquet file, read so that a small file cannot unpack into a huge one: the row count
+    comes from the metadata, every text column (nested ones too) is read still dictionary-encoded, and
+    the decoded length of each batch's values is measured on the dictionary before any is decoded."""
+    import pyarrow as pa
+
+    parquet = _open_parquet(data)
+    rows = parquet.metadata.num_rows
+    if rows > max_rows:
+        raise UploadError(f"The file has {rows:,} rows; the limit is {max_rows:,}. Split it.")
+    number, total = 0, 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for column in batch.columns:
+                longest, size = _decoded_bytes(column)
+                if longest > max_value_bytes:
+                    raise UploadError(
+                        f"A value in rows {number + 1:,}–{number + batch.num_rows:,} is {longest:,} bytes long; "
+                        f"a record may hold at most {max_value_bytes:,}."
+                    )
+                total += size
+            if total > max_total_bytes:
+                raise UploadError(
+                    f"The file unpacks to more than {max_total_bytes:,} bytes of text, far more than its "
+                    f"{len(data):,} bytes suggest; it is refused. Write its values out plainly and split it."
+                )
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, UploadError):
+            raise
+        raise UploadError(f"The Parquet file is damaged after row {number}.") from None
+
+
+def _open_parquet(data: bytes):
+    """The file with every BYTE_ARRAY (text) column, nested or not, read as dictionary arrays."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        schema = pq.ParquetFile(io.BytesIO(data)).schema
+        text = [schema.column(i).path for i in range(len(schema)) if schema.column(i).physical_type == "BYTE_ARRAY"]
+        return pq.ParquetFile(io.BytesIO(data), read_dictionary=text)
     except (pa.ArrowException, OSError, ValueError):
         raise UploadError("This is not a readable Parquet file.") from None
-    number = 0
-    try:
-        for batch in parquet.iter_batches(batch_size=5000):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row
-    except (pa.ArrowException, OSError, ValueError):
-        raise UploadError(f"The Parquet file is damaged after row {number}.") from None
+
+
+def _decoded_bytes(array) -> tuple[int, int]:
+    """(longest value, total) in bytes once decoded, without decoding: dictionary lengths taken by
+    index, nested lists and structs walked down to their leaves; fixed-width values by their buffers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        parts = [_decoded_bytes(chunk) for chunk in array.chunks]
+        return max((p[0] for p in parts), default=0), sum(p[1] for p in parts)
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        lengths = pc.take(_lengths(array.dictionary), array.indices)
+    elif pa.types.is_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_string(kind):
+        lengths = _lengths(array)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _decoded_bytes(array.flatten())
+    elif pa.types.is_struct(kind):
+        parts = [_decoded_bytes(array.field(i)) for i in range(kind.num_fields)]
+        return max((p[0] for p in parts), default=0), sum(p[1] for p in parts)
+    else:
+        return 0, array.nbytes
+    longest, total = pc.max(lengths).as_py(), pc.sum(lengths).as_py()
+    return longest or 0, total or 0
+
+
+def _lengths(array):
+    import pyarrow.compute as pc
+
+    return pc.binary_length(array)
 
 
 def rows_txt(text: str, paragraphs: bool) -> Iterator[tuple[int, object]]:

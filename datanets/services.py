@@ -33,7 +33,7 @@ from datanets.models import (
     UploadBatch,
     Validation,
 )
-from datanets.parsing import Limits, UploadError, parse_upload
+from datanets.parsing import Limits, UploadError, detect_format, parse_upload
 
 __all__ = ["DatanetError", "consistency", "inclusion", "leaf_data", "leaf_hashes", "verify"]  # one door for callers
 
@@ -161,7 +161,7 @@ def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: di
         size_bytes=len(data),
         options=options,
     )
-    if len(data) <= settings.DATANET_ASYNC_UPLOAD_BYTES:
+    if len(data) <= settings.DATANET_ASYNC_UPLOAD_BYTES and not _compressed(filename, options):
         batch.claim()
         return ingest(batch, data)
     folder = Path(settings.MEDIA_ROOT) / "uploads"
@@ -172,6 +172,14 @@ def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: di
     enqueue(batch, "datanets.ingest_upload")
     batch.refresh_from_db()
     return batch
+
+
+def _compressed(filename: str, options: dict) -> bool:
+    """A binary, compressed format (Parquet): however small the file, it is unpacked in a worker."""
+    try:
+        return detect_format(filename, options.get("file_format")) == "parquet"
+    except UploadError:
+        return False
 
 
 def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:

@@ -5,6 +5,8 @@ reads it too, so `python manage.py create_api_key USERNAME` works afterwards), s
 embedded Redis (when REDIS_URL is unset), migrates, seeds the demo,
 then runs daphne (HTTP + websockets), a local dev chain (when CHAIN_RPC_URL is
 unset), Celery workers for the `default` and `gpu` queues and the serving worker.
+A child that dies is restarted with backoff (the others keep running; training jobs
+it was running are queued again by the workers' sweep and resume from their last checkpoint).
 Ctrl-C or SIGTERM stops every child, then Redis. Deliberately
 free of Django imports: the children load Django, this process only supervises.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15
+STABLE_SECONDS = 60  # a child that ran this long before exiting is restarted after 1 s again
+MAX_BACKOFF = 30.0
 
 
 def log(text: str) -> None:
@@ -78,17 +82,16 @@ def stop_process(proc: subprocess.Popen, name: str) -> None:
         proc.wait()
 
 
-def start_dev_chain(env, var_dir: Path, python: str) -> subprocess.Popen:
+def dev_chain_command(env, var_dir: Path, python: str) -> list[str]:
     """A local EVM dev chain shared by the web process and the workers (eth-tester behind
-    JSON-RPC; its journal replays the anchoring transactions after a restart)."""
+    JSON-RPC; its journal replays the anchoring transactions after a restart, so a restarted
+    chain has the same history)."""
     chain_port = env.get("CHAIN_PORT", "8545")
     journal = var_dir / "chain" / "journal.jsonl"
-    command = [python, "-m", "attribution.devchain", "--port", chain_port, "--journal", str(journal)]
-    proc = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
     env["CHAIN_RPC_URL"] = f"http://127.0.0.1:{chain_port}"
     env.setdefault("CHAIN_DEV_KEY_OK", "true")
     log(f"local dev chain on {env['CHAIN_RPC_URL']}")
-    return proc
+    return [python, "-m", "attribution.devchain", "--port", chain_port, "--journal", str(journal)]
 
 
 def service_commands(env, python: str, host: str, port: str) -> dict[str, list[str]]:
@@ -109,10 +112,15 @@ def service_commands(env, python: str, host: str, port: str) -> dict[str, list[s
 
 
 class Supervisor:
-    """Children in sessions of their own (a stop reaches their children too); the first to exit stops all."""
+    """Children in sessions of their own (a stop reaches their children too). A child that exits
+    (a crash, kill -9, the OOM killer) is started again after a backoff that doubles from 1 s to
+    MAX_BACKOFF while it keeps dying within a minute of its start, and the rest keep running."""
 
     def __init__(self):
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: dict[str, tuple[list[str], subprocess.Popen]] = {}
+        self.started_at: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
+        self.due: dict[str, float] = {}  # name -> when to start it again
         self.stopping = False
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -121,19 +129,37 @@ class Supervisor:
         self.stopping = True
 
     def start(self, name: str, command: list[str]) -> None:
-        self.children.append((name, subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)))
+        self.children[name] = (command, subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True))
+        self.started_at[name] = time.monotonic()
+
+    def check(self) -> None:
+        """Schedule a restart for each child that exited; start those whose backoff is over."""
+        now = time.monotonic()
+        for name, (_command, proc) in self.children.items():
+            if name in self.due or proc.poll() is None:
+                continue
+            try:  # whatever it left in its process group (e.g. orphaned pool children) goes too
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            lived = now - self.started_at[name]
+            delay = 1.0 if lived > STABLE_SECONDS else min(self.backoff.get(name, 0.5) * 2, MAX_BACKOFF)
+            self.backoff[name], self.due[name] = delay, now + delay
+            log(f"{name} exited with code {proc.returncode} after {lived:.0f} s; restarting it in {delay:.0f} s")
+        for name, when in list(self.due.items()):
+            if when <= now and not self.stopping:
+                del self.due[name]
+                self.start(name, self.children[name][0])
+                log(f"{name} restarted")
 
     def watch(self) -> int:
         while not self.stopping:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    log(f"{name} exited with code {proc.returncode}; stopping the rest")
-                    self.stopping = True
+            self.check()
             time.sleep(0.5)
-        return 0 if all(proc.poll() is None for _, proc in self.children) else 1
+        return 0
 
     def stop_all(self) -> None:
-        for name, proc in reversed(self.children):
+        for name, (_, proc) in reversed(list(self.children.items())):
             stop_process(proc, name)
 
 
@@ -153,7 +179,7 @@ def main() -> int:
         log(f"embedded Redis on {env['REDIS_URL']}")
     supervisor = Supervisor()
     if not env.get("CHAIN_RPC_URL"):
-        supervisor.children.append(("chain", start_dev_chain(env, var_dir, python)))
+        supervisor.start("chain", dev_chain_command(env, var_dir, python))
     try:
         for step in (["migrate", "--noinput"], ["seed_demo"]):
             subprocess.run([python, "manage.py", *step], cwd=BASE_DIR, check=True)

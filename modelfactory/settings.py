@@ -305,6 +305,8 @@ DATANET_REPUTATION_REFUSE = 0.1
 # running job may go without a heartbeat before another worker may take it over.
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
+# How often every worker looks for RUNNING jobs whose worker died and queues them again.
+TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
 
 # Serving: adapters kept resident per base model in each serving worker.
 SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)

@@ -197,6 +197,27 @@ def claim(job: TrainingJob) -> bool:
     return False
 
 
+def requeue_stale_jobs() -> list[int]:
+    """RUNNING jobs whose worker is gone (a dead pid on this host, or no heartbeat for a lease) go back
+    to the queue, each once however many workers sweep at the same time; the next run resumes from its
+    last complete checkpoint. Every worker calls this at start and every TRAINING_SWEEP_SECONDS."""
+    requeued = []
+    for job in TrainingJob.objects.filter(status=JobStatus.RUNNING):
+        if not _stale(job):
+            continue
+        with transaction.atomic():
+            moved = TrainingJob.objects.filter(
+                pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at
+            ).update(status=JobStatus.QUEUED, worker="", heartbeat_at=None)
+            if moved:
+                enqueue(job, "training.run_training")
+        if moved:
+            append_log(job, "its worker stopped; queued again, it resumes from its last checkpoint")
+            _send(job.pk, {"type": "status", "status": JobStatus.QUEUED, "message": ""})
+            requeued.append(job.pk)
+    return requeued
+
+
 def pinned_records(job: TrainingJob):
     """(contribution id, record) for every record the job trains on, in training order."""
     for pin in job.datasets.order_by("pk"):

@@ -108,7 +108,6 @@ def test_arbitrary_json_rows_are_checked_row_by_row(uploader, rows):
         (b'{"instruction": "' + b"x" * 60000 + b'", "output": "y"}', "huge.jsonl", "limit is"),
         (b"instruction,output\nhello,world,extra\n", "cols.csv", "has 3 fields"),
         (b"instruction,instruction\na,b\n", "dup.csv", "repeats a column"),
-        (b"not parquet at all", "x.parquet", "not a readable Parquet"),
         (b"hello\n", "x.txt", "plain-text Datanets only"),
         (b'{"a": 1}', "x.exe", "Cannot tell the format"),
         (b'"just a string"', "x.json", "array of records"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from tests.training.jobs import finished_job
 from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +110,11 @@ def test_the_api_starts_lists_details_and_cancels(user, other_user, base_model, 
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"method": "qlora"}}, 400, "QLoRA"),
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"rank": "x"}}, 400, "rank"),
         ({"base_model": "BASE", "datanets": ["glossary"], "config": {"packing": "yes"}}, 400, "packing"),
+        # values the preset's sizing reads (passes from steps) are checked before it reads them
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"batch_size": 0}}, 400, "batch_size"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"grad_accum": "x"}}, 400, "grad_accum"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"eval_fraction": "x"}}, 400, "eval_fraction"),
+        ({"base_model": "BASE", "datanets": ["glossary"], "config": {"epochs": None}}, 201, "quick"),
         (
             {"base_model": "BASE", "datanets": ["glossary"], "config": {"target_modules": "q_proj"}},
             400,
@@ -125,7 +131,7 @@ def test_bad_api_requests_get_a_4xx_and_leave_no_job(user, base_model, glossary,
         body["base_model"] = base_model.pk
     response = api.post("/api/v1/training/jobs/", body, format="json")
     assert response.status_code == status and text in str(response.json())
-    assert not TrainingJob.objects.exists()
+    assert TrainingJob.objects.exists() == (status == 201)
 
 
 def test_job_pages_are_only_for_their_owner(client, user, other_user, base_model, glossary, monkeypatch):
@@ -158,3 +164,34 @@ def test_a_model_folder_without_weights_is_refused_before_any_job(client, user, 
     assert response.status_code == 400 and "The weights of “Broken” are missing" in error
     assert str(folder) not in response.content.decode()  # the server's folder is not for the user's eyes
     assert not TrainingJob.objects.exists()
+
+
+def test_the_sweep_queues_again_only_jobs_whose_worker_is_gone(user, base_model, glossary, settings, tmp_path):
+    import os
+    import socket
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.services import requeue_stale_jobs
+
+    settings.TRAINING_LEASE_SECONDS = 300
+    old = timezone.now() - timedelta(seconds=301)
+    here = socket.gethostname()
+    cases = {  # worker, heartbeat -> queued again?
+        "lease expired elsewhere": ("gpu-host-2:4242", old, True),
+        "alive elsewhere": ("gpu-host-2:4243", timezone.now(), False),
+        "dead pid here": (f"{here}:{2**22 + 17}", timezone.now(), True),
+        "alive here": (f"{here}:{os.getpid()}", timezone.now(), False),
+    }
+    jobs = {}
+    for name, (worker, beat, _) in cases.items():
+        job = finished_job(user, base_model, glossary, tmp_path, status="running")
+        TrainingJob.objects.filter(pk=job.pk).update(worker=worker, heartbeat_at=beat)
+        jobs[name] = job
+    assert sorted(requeue_stale_jobs()) == sorted(jobs[n].pk for n, c in cases.items() if c[2])
+    for name, (_, _, again) in cases.items():
+        job = TrainingJob.objects.get(pk=jobs[name].pk)
+        assert job.status == ("queued" if again else "running"), name
+        assert ("its worker stopped; queued again" in job.log_tail) == again
+    assert requeue_stale_jobs() == []  # once: a second sweep (or another worker's) finds nothing

@@ -124,3 +124,30 @@ def test_a_full_disk_fails_with_a_message_and_keeps_earlier_checkpoints(
     assert kept == ["checkpoint-10", "checkpoint-5"]
     assert all((checkpoints / name / "COMPLETE").exists() for name in kept)
     assert (checkpoints / "checkpoint-10" / "adapter_model.safetensors").exists()
+
+
+def test_a_job_whose_whole_worker_died_is_queued_again_by_the_next_worker_and_resumes(
+    extra_worker, user, base_model, glossary
+):
+    from modelfactory.celery import app
+
+    doomed = extra_worker("doomed", queues="gpu")
+    others = [k for reply in app.control.ping(timeout=1) for k in reply if not k.startswith(doomed.name + "@")]
+    if others:  # the session's worker must not take this job: it is the one that dies
+        app.control.cancel_consumer("gpu", destination=others, reply=True)
+    try:
+        job = start(user, base_model, glossary, max_steps=120, save_steps=10)
+        wait_until(lambda: TrainingJob.objects.get(pk=job.pk).last_step >= 24, timeout=90)
+        os.killpg(os.getpgid(doomed.proc.pid), signal.SIGKILL)  # main process and pool child, from outside
+        doomed.proc.wait(10)
+        assert TrainingJob.objects.get(pk=job.pk).status == "running"  # nobody is left to say otherwise
+        extra_worker("rescuer", queues="gpu")  # as the runner restarts it: its start-up sweep finds the job
+        job = finished(job, timeout=180)
+    finally:
+        if others:
+            app.control.add_consumer("gpu", destination=others, reply=True)
+    assert job.status == "succeeded", job.message
+    assert job.attempts == 2 and "its worker stopped; queued again" in job.log_tail
+    resumed_from = int(job.log_tail.split("resuming from checkpoint-")[1].split()[0])
+    assert resumed_from >= 20 and resumed_from % 10 == 0
+    assert steps_of(job) == list(range(1, 121))  # no gap, no duplicate

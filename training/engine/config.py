@@ -301,15 +301,13 @@ class Preset:
             values.update(self.small)
         return values
 
-    def epochs_for(self, records: int, values: Mapping[str, Any]) -> float:
-        """The preset's passes, or more when `records` give fewer than min_steps steps (capped)."""
-        epochs = values.get("epochs", KNOBS["epochs"].default)
+    def epochs_for(self, records: int, cfg: FinetuneConfig) -> float:
+        """The config's passes, or more when `records` give fewer than min_steps steps (capped)."""
         if not self.min_steps or records <= 0:
-            return epochs
-        held_out = values.get("eval_fraction", KNOBS["eval_fraction"].default)
-        per_step = values.get("batch_size", KNOBS["batch_size"].default) * values.get("grad_accum", 1)
-        steps_per_pass = math.ceil(max(1, round(records * (1 - held_out))) / per_step)
-        return float(min(max(epochs, math.ceil(self.min_steps / steps_per_pass)), self.max_epochs))
+            return cfg.epochs
+        trained = max(1, round(records * (1 - cfg.eval_fraction)))
+        steps_per_pass = math.ceil(trained / (cfg.batch_size * cfg.grad_accum))
+        return float(min(max(cfg.epochs, math.ceil(self.min_steps / steps_per_pass)), self.max_epochs))
 
 
 PRESETS: dict[str, Preset] = {
@@ -338,13 +336,12 @@ def config_from(
     if preset not in PRESETS:
         raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}")
     chosen = {k: v for k, v in overrides.items() if v is not None and v != ""}
-    values = PRESETS[preset].values_for(parameter_count) | chosen | dict(fixed)
-    if "epochs" not in chosen and not values.get("max_steps"):
-        try:
-            values["epochs"] = PRESETS[preset].epochs_for(records, values)
-        except TypeError:  # a value of the wrong type: FinetuneConfig says which, below
-            pass
-    return FinetuneConfig.from_dict(values)
+    cfg = FinetuneConfig.from_dict(PRESETS[preset].values_for(parameter_count) | chosen | dict(fixed))
+    if "epochs" not in chosen and not cfg.max_steps:
+        epochs = PRESETS[preset].epochs_for(records, cfg)
+        if epochs != cfg.epochs:
+            cfg = dataclasses.replace(cfg, epochs=epochs)
+    return cfg
 
 
 def knobs_markdown() -> str:
