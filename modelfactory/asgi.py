@@ -2,7 +2,8 @@
 
 Websockets pass AllowedHostsOriginValidator (a missing or foreign Origin is
 refused) and AuthMiddlewareStack (the Django session user on scope["user"]).
-Each consumer then checks what the user may see.
+Each consumer then checks what the user may see. HTTP bodies over MAX_UPLOAD_BYTES are refused
+(413) before they are read (core.limits.BodySizeLimit).
 """
 
 import os
@@ -15,12 +16,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from core.limits import MULTIPART_SLACK, BodySizeLimit  # noqa: E402
 from modelfactory.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # A body larger than the largest upload is refused before Django reads any of it.
+        "http": BodySizeLimit(django_asgi_app, settings.MAX_UPLOAD_BYTES + MULTIPART_SLACK),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
