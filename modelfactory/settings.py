@@ -132,6 +132,14 @@ if REDIS_URL:
     }
     CELERY_BROKER_URL = _broker_url
     CELERY_RESULT_BACKEND = _broker_url
+    # One cache for every process: login rate limits and API throttles count across web workers.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_py_url,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "mf"),
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
@@ -187,6 +195,9 @@ if ACCOUNT_EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+# Behind N reverse proxies, the client's address is the Nth from the right of X-Forwarded-For (rate
+# limits key on it); 0 (no proxy) uses the connection's address and ignores the header.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # per provider: <PROVIDER>_TRUSTED
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True

@@ -26,6 +26,9 @@ if not os.environ.get("REDIS_URL"):
     os.environ["MF_EMBEDDED_REDIS_PID"] = str(os.getpid())
     atexit.register(_embedded_redis.shutdown)
 
+# One cache key prefix per test session, shared with the processes it starts, apart from other runs.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"mf-test-{os.getpid()}")
+
 from modelfactory.settings import *  # noqa: E402,F403
 from modelfactory.settings import INSTALLED_APPS  # noqa: E402
 
