@@ -256,13 +256,14 @@ class DatanetViewSet(
     @extend_schema(request=MemberSerializer, responses=MemberSerializer(many=True))
     @action(detail=True, methods=["get", "post", "delete"])
     def members(self, request, slug=None):
-        """GET for readers; POST (set a role) and DELETE (?username=) for owners."""
+        """GET: the owner for anyone who may read the Datanet, every member and role for its members only;
+        POST (set a role) and DELETE (?username=) for owners."""
         if request.method == "GET":
             datanet = self._datanet(Action.READ)
-            rows = [{"username": datanet.owner.username, "role": "owner"}] + [
-                {"username": m.user.username, "role": m.role}
-                for m in Membership.objects.filter(datanet=datanet).select_related("user")
-            ]
+            rows = [{"username": datanet.owner.username, "role": "owner"}]
+            memberships = Membership.objects.filter(datanet=datanet).select_related("user")
+            if request.user == datanet.owner or memberships.filter(user_id=request.user.pk).exists():
+                rows += [{"username": m.user.username, "role": m.role} for m in memberships]
             return Response(rows)
         datanet = self._datanet(Action.MANAGE)
         username = request.data.get("username") if request.method == "POST" else request.query_params.get("username")

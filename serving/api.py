@@ -16,6 +16,7 @@ from attribution import retrieval
 from attribution.citations import stored_for
 from attribution.services import answer_influence, model_scores
 from core.api import ServiceError
+from datanets.access import visible_to
 from serving import chat, export
 from serving.models import Conversation, MergedExport
 from serving.registry import ModelNotFound, resolve, usable_models
@@ -58,7 +59,8 @@ class ModelViewSet(viewsets.ViewSet):
                 card=card.read_text() if card.exists() else "",
                 metrics=job.final_metrics, config=job.public_config(),
                 datanets=[{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
-                          for d in job.datasets.select_related("datanet", "version")],
+                          for d in job.datasets.filter(datanet__in=visible_to(request.user))
+                          .select_related("datanet", "version")],
             )  # fmt: skip
         return Response(data)
 

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core.api import ServiceError
-from datanets.access import trainable_by
+from datanets.access import trainable_by, visible_to
 from training import services
 from training.engine.config import DERIVED, KNOBS, PRESETS, Knob
 from training.models import BaseModel, MetricPoint, TrainingJob
@@ -47,8 +47,12 @@ class JobSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_datanets(self, job) -> list[dict]:
+        """The pinned Datanets the viewer may still see: after a removal from a private Datanet, not even
+        its slug, size or root."""
+        request = self.context.get("request")
+        pins = job.datasets.filter(datanet__in=visible_to(request.user if request else None))
         return [{"slug": d.datanet.slug, "version": d.version.number, "size": d.size, "root": d.root}
-                for d in job.datasets.select_related("datanet", "version")]  # fmt: skip
+                for d in pins.select_related("datanet", "version")]  # fmt: skip
 
 
 class JobDetailSerializer(JobSerializer):
@@ -136,7 +140,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             )  # fmt: skip
         except services.TrainingError as exc:
             raise ServiceError(exc) from None
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
@@ -147,7 +151,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         except services.TrainingError as exc:
             raise ServiceError(exc) from None
         job.refresh_from_db()
-        return Response(JobSerializer(job).data)
+        return Response(JobSerializer(job, context={"request": request}).data)
 
 
 class BaseModelViewSet(viewsets.ReadOnlyModelViewSet):
