@@ -26,7 +26,7 @@ class DatanetSerializer(serializers.ModelSerializer):
         model = Datanet
         fields = [
             "slug", "name", "description", "domain_tags", "licence", "visibility", "schema", "review_policy",
-            "review_votes", "owner", "created_at", "updated_at", "current_version",
+            "review_votes", "models_after_removal", "owner", "created_at", "updated_at", "current_version",
         ]  # fmt: skip
         read_only_fields = ["owner", "created_at", "updated_at"]
         extra_kwargs = {"slug": {"required": False}}

@@ -31,10 +31,11 @@ class DatanetForm(forms.ModelForm):
     class Meta:
         model = Datanet
         fields = ["name", "slug", "description", "domain_tags", "licence", "visibility", "schema",
-                  "review_policy", "review_votes"]  # fmt: skip
+                  "review_policy", "review_votes", "models_after_removal"]  # fmt: skip
         widgets = {
             "description": forms.Textarea(attrs={"rows": 4}),
             "review_policy": forms.RadioSelect,
+            "models_after_removal": forms.RadioSelect,
             "review_votes": forms.NumberInput(attrs={"min": 1, "max": 5}),
         }
 

@@ -35,6 +35,11 @@ class ReviewPolicy(models.TextChoices):
     VOTES = "votes", "Every upload waits for validator votes, the owner's too"
 
 
+class AfterRemoval(models.TextChoices):
+    BLOCK = "block", "Block them: chat and export stop for that person, with a message saying why"
+    ALLOW = "allow", "Allow them: models stay usable by whoever trained them (e.g. under an open licence)"
+
+
 ROLE_RANK = {Role.VIEWER: 1, Role.CONTRIBUTOR: 2, Role.VALIDATOR: 3, Role.OWNER: 4}
 
 
@@ -55,6 +60,11 @@ class Datanet(models.Model):
         verbose_name="Votes needed",
         help_text="How many validators (never the uploader) must accept a record that waits for review.",
     )
+    models_after_removal = models.CharField(
+        max_length=8, choices=AfterRemoval.choices, default=AfterRemoval.BLOCK,
+        verbose_name="Models of people who lose access",
+        help_text="What happens to models trained on this Datanet by someone whose access is later removed.",
+    )  # fmt: skip
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_datanets")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -136,6 +136,10 @@ class ExportViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         job = self._job(pk)
+        try:
+            resolve(request.user, job.model_id)  # blocked since the merge (access removed): no download either
+        except ModelNotFound as exc:
+            raise NotFound(str(exc)) from None
         if job.status != "succeeded" or not Path(job.archive).exists():
             raise ValidationError({"status": f"The export is {job.status}; download it when it has succeeded."})
         return FileResponse(open(job.archive, "rb"), as_attachment=True, filename=Path(job.archive).name,

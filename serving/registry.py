@@ -9,13 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.models import BaseModel, TrainingJob
-from training.services import visible_jobs
+from training.services import lost_access, visible_jobs
 
 
 class ModelNotFound(LookupError):
-    def __init__(self, model_id: str):
-        super().__init__(f"The model `{model_id}` does not exist or you do not have access to it.")
+    def __init__(self, model_id: str, message: str = ""):
+        super().__init__(message or f"The model `{model_id}` does not exist or you do not have access to it.")
         self.model_id = model_id
+
+
+class ModelBlocked(ModelNotFound):
+    """A model whose trainer lost access to a Datanet it was trained on, whose owner blocks such models."""
+
+    def __init__(self, model_id: str, user, job: TrainingJob, datanet):
+        who = "You no longer have" if user == job.owner else "The person who trained it no longer has"
+        super().__init__(model_id, f"{who} access to “{datanet.name}”, which this model was trained on, and that "
+                         "Datanet's owner does not let models outlive access: it cannot be used for chat or export. "
+                         "Ask the Datanet's owner for access again.")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,9 @@ def resolve(user, model_id: str) -> ModelRef:
         job = _servable(user).filter(pk=job_pk).first()
         if job is None:
             raise ModelNotFound(model_id)
+        lost = lost_access(job)
+        if lost:
+            raise ModelBlocked(model_id, user, job, lost[0])
         return _job_ref(job)
     base = BaseModel.objects.filter(pk=base_pk, enabled=True).first()
     if base is None:

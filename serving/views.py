@@ -11,7 +11,7 @@ from attribution.citations import stored_for
 from attribution.services import answer_influence
 from datanets.access import visible_to
 from serving.models import Conversation
-from serving.registry import ModelNotFound, resolve, usable_models
+from serving.registry import ModelBlocked, ModelNotFound, resolve, usable_models
 from training.models import BaseModel, TrainingJob
 
 
@@ -26,6 +26,9 @@ def chat_index(request):
 def chat(request, model_id: str):
     try:
         model = resolve(request.user, model_id)
+    except ModelBlocked as exc:
+        context = {"status": 403, "title": "This model is blocked", "text": str(exc)}
+        return render(request, "error.html", context, status=403)
     except ModelNotFound:
         raise Http404("No such model.") from None
     conversations = Conversation.objects.filter(user=request.user, model_id=model.id)[:50]

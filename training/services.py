@@ -48,6 +48,17 @@ def visible_jobs(user):
     return qs if user.is_superuser else qs.filter(owner=user)
 
 
+def lost_access(job: TrainingJob, only_blocking: bool = True) -> list:
+    """The pinned Datanets the job's owner may no longer train on; with only_blocking, just those
+    whose owner blocks models of people who lose access (the default)."""
+    allowed = set(trainable_by(job.owner).values_list("pk", flat=True))
+    pins = job.datasets.select_related("datanet").order_by("pk")
+    return [
+        p.datanet for p in pins
+        if p.datanet_id not in allowed and (not only_blocking or p.datanet.models_after_removal == "block")
+    ]  # fmt: skip
+
+
 def compare_ids(user, job: TrainingJob, others: int = 3) -> str:
     """The job and the viewer's latest other finished runs, as the comparison page's ?jobs= value."""
     rest = visible_jobs(user).filter(status=JobStatus.SUCCEEDED).exclude(pk=job.pk).order_by("-finished_at")
@@ -275,6 +286,11 @@ def run(job_id: int) -> str:
             append_log(job, "a second start of this job was ignored: it is already running")
         return "not claimed"
     job.refresh_from_db()
+    lost = lost_access(job, only_blocking=False)  # access may have been removed while the job waited
+    if lost:
+        _finish(job, JobStatus.FAILED, f"You no longer have access to “{lost[0].name}”, so this job did not start. "
+                "Ask its owner for access, then start the job again.")  # fmt: skip
+        return JobStatus.FAILED
     _send(job.pk, {"type": "status", "status": job.status, "message": ""})
     out_dir = Path(job.output_dir)
     cfg = job.finetune_config()
