@@ -50,6 +50,8 @@ class DatanetForm(forms.ModelForm):
         self.fields[
             "review_votes"
         ].help_text = "How many validators, never the uploader, must accept a record that waits for review."
+        # A form (or script) that predates this setting keeps the Datanet's current choice.
+        self.fields["models_after_removal"].required = False
         if self.instance.pk:
             self.initial["domain_tags"] = ", ".join(self.instance.domain_tags or [])
             known = {value for value, _ in LICENCES}
@@ -57,6 +59,9 @@ class DatanetForm(forms.ModelForm):
                 self.initial["licence"], self.initial["licence_other"] = OTHER, self.instance.licence
             self.fields["slug"].disabled = True
             self.fields["schema"].disabled = True  # records already follow it
+
+    def clean_models_after_removal(self) -> str:
+        return self.cleaned_data.get("models_after_removal") or self.instance.models_after_removal or "block"
 
     def clean_domain_tags(self) -> list[str]:
         tags = [t.strip().lower() for t in self.cleaned_data["domain_tags"].split(",") if t.strip()]

@@ -56,6 +56,8 @@ def test_a_private_record_never_appears_once_access_is_gone(
     live_url, serving_worker, indexed, trained_model, user, client
 ):
     Membership.objects.filter(datanet=indexed["private"], user=user).delete()
+    indexed["private"].models_after_removal = "allow"  # the model stays usable; the records never show
+    indexed["private"].save()
     events = run_async(ask(live_url, trained_model, user, SECRET))
     cited = citations_of(events)
     assert cited["items"] and all(i["datanet"]["slug"] == "glossary" for i in cited["items"])

@@ -28,6 +28,9 @@ def test_the_model_owner_sees_scores_of_readable_records_only(scored, corpus, us
     body = client.get(url).json()
     assert body["method"] == "tracin-lora" and {s["datanet"] for s in body["scores"]} == {"glossary", "secret-lab"}
     Membership.objects.filter(datanet=corpus["private"], user=user).delete()
+    assert client.get(url).status_code == 404  # by default a model is blocked once its trainer loses access
+    corpus["private"].models_after_removal = "allow"  # the owner lets models outlive access
+    corpus["private"].save()
     body = client.get(url).json()
     assert {s["datanet"] for s in body["scores"]} == {"glossary"}
     assert len(body["scores"]) == Contribution.objects.filter(datanet=corpus["public"]).count()
