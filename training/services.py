@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import uuid
 from datetime import timedelta
@@ -24,7 +25,7 @@ from training import words
 from training.engine import config as engine_config
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
-from training.signals import job_succeeded
+from training.signals import job_succeeded, model_deleted
 
 LOG_LINES = 60
 
@@ -346,4 +347,10 @@ def delete_model(user, job: TrainingJob) -> None:
     """The owner takes their trained model out of service: no more chat, /v1 or export."""
     if job.owner_id != user.pk:
         raise TrainingError("Only the model's owner can delete it.", status=403)
-    job.retire_model()
+    media = Path(settings.MEDIA_ROOT).resolve()
+    # the job's own folders only (adapter, checkpoints): never a path outside the media root
+    folders = [f for f in (job.output_dir, job.adapter_dir) if f and Path(f).resolve().is_relative_to(media)]
+    if job.retire_model():
+        for folder in folders:  # delete means delete
+            shutil.rmtree(folder, ignore_errors=True)
+        model_deleted.send(sender=TrainingJob, job=job, model_id=job.model_id)
