@@ -20,29 +20,32 @@ from accounts.services import ApiKeyError, create_api_key, revoke_api_key
 MAX_JSON_BODY = 16 * 1024
 
 
+def _profile(request, new_key: dict | None = None):
+    keys = ApiKey.objects.filter(user=request.user)
+    context = {"keys": keys, "new_key": new_key, "wallets": request.user.wallets.all()}
+    response = render(request, "accounts/profile.html", context)
+    if new_key:
+        response["Cache-Control"] = "no-store"  # the raw key is in this page only: not in any cache
+    return response
+
+
 @login_required
 @require_GET
 def profile(request):
-    keys = ApiKey.objects.filter(user=request.user)
-    new_key = request.session.pop("new_api_key", None)  # shown once, right after creation
-    return render(
-        request,
-        "accounts/profile.html",
-        {"keys": keys, "new_key": new_key, "wallets": request.user.wallets.all()},
-    )
+    return _profile(request)
 
 
 @login_required
 @require_POST
 def api_key_create(request):
+    """The new key is shown once, in this response; only its hash is kept (never the session)."""
     try:
         key, raw = create_api_key(request.user, request.POST.get("name", ""))
     except ApiKeyError as exc:
         messages.error(request, str(exc))
         return redirect("profile")
-    request.session["new_api_key"] = {"name": key.name, "key": raw}
     messages.success(request, f"Key “{key.name}” created. Copy it now: it will not be shown again.")
-    return redirect("profile")
+    return _profile(request, {"name": key.name, "key": raw})
 
 
 @login_required

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.django_db
 
 
 def create_key_through_page(client, name="laptop") -> str:
-    response = client.post("/accounts/profile/keys/", {"name": name}, follow=True)
-    assert response.status_code == 200
+    response = client.post("/accounts/profile/keys/", {"name": name})
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     match = re.search(r'id="new-key-value">(mf_[^<]+)<', response.content.decode())
-    assert match, "the new key is shown right after creation"
+    assert match, "the new key is shown in the response that created it"
     return match.group(1)
 
 
@@ -27,6 +27,9 @@ def test_it_shows_a_new_key_once_and_stores_only_its_hash(client, user):
     key = ApiKey.objects.get(user=user)
     assert key.key_hash == hash_key(raw) and raw not in (key.prefix, key.key_hash)
     assert raw not in client.get("/accounts/profile/").content.decode()
+    from django.contrib.sessions.models import Session
+
+    assert all(raw not in str(s.get_decoded()) for s in Session.objects.all())  # nor kept in any session
 
 
 def test_it_authenticates_the_api_with_a_bearer_key(client, user):
