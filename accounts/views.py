@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from allauth.account import views as allauth_views
+from allauth.core import ratelimit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -92,6 +93,10 @@ def wallet_nonce(request):
             return _error(str(exc), exc.status)
         except ValueError:
             return _error("That is not an Ethereum address.")
+    if not ratelimit.consume(request, action="siwe_nonce"):  # ACCOUNT_RATE_LIMITS, per client address
+        response = _error("Too many wallet sign-in attempts from this address; wait a minute and try again.", 429)
+        response["Retry-After"] = "60"
+        return response
     nonce = siwe_auth.issue_nonce()
     return JsonResponse(
         {

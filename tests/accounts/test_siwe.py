@@ -163,3 +163,12 @@ def test_it_hands_back_a_checksummed_address_with_the_nonce(client):
 
 def test_it_only_accepts_post(client):
     assert client.get("/accounts/wallet/login/").status_code == 405
+
+
+def test_nonces_are_rate_limited_per_address(client, settings):
+    settings.ACCOUNT_RATE_LIMITS = {"siwe_nonce": "20/m/ip"}  # the deployed limit (tests turn limits off)
+    codes = [client.post("/accounts/wallet/nonce/").status_code for _ in range(25)]
+    assert codes[:20] == [200] * 20 and set(codes[20:]) == {429}
+    refused = client.post("/accounts/wallet/nonce/")
+    assert refused["Retry-After"] == "60" and "wait a minute" in refused.json()["error"]
+    assert SiweNonce.objects.count() == 20  # a refused request stores nothing
