@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from attribution.ledger import ledger_root
 from attribution.models import Anchor, RewardEpoch
+from core.memo import remembered, verify_seconds
 from core.queue import enqueue_task
 from datanets import merkle
 from datanets.models import Contribution, DatanetVersion, LogEntry
@@ -103,6 +104,12 @@ def recompute_root(anchor: Anchor) -> str:
     contents = dict(Contribution.objects.filter(log_entry__in=ids).values_list("pk", "content"))
     leaves = [merkle.leaf_hash(leaf_data(contents[pk])) for pk in ids.values_list("contribution_id", flat=True)]
     return merkle.root(leaves).hex()
+
+
+def checked(anchor: Anchor) -> dict:
+    """verify(anchor), reused for a minute per anchor state: anyone may ask, and it reads the chain."""
+    key = f"verify:anchor:{anchor.pk}:{anchor.status}:{anchor.tx_hash}"
+    return remembered(key, verify_seconds(), lambda: verify(anchor))
 
 
 def verify(anchor: Anchor) -> dict:

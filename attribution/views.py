@@ -58,7 +58,7 @@ def anchor(request, anchor_id: int):
     row = visible_anchors(request.user).filter(pk=anchor_id).first()
     if row is None:
         raise Http404("No such anchor.")
-    return render(request, "attribution/anchor.html", {"anchor": row, "result": anchoring.verify(row)})
+    return render(request, "attribution/anchor.html", {"anchor": row, "result": anchoring.checked(row)})
 
 
 @require_GET

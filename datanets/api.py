@@ -144,6 +144,7 @@ class DatanetViewSet(
     """Datanets you may see; records, uploads, members, requests, votes and versions under each."""
 
     serializer_class = DatanetSerializer
+    throttle_scope = ""  # per action: uploads and verify have rates of their own (settings.REST_FRAMEWORK)
     lookup_field = "slug"
     permission_classes = [ReadOnlyUnlessSignedIn]
 
@@ -202,7 +203,7 @@ class DatanetViewSet(
     @extend_schema(
         request={"multipart/form-data": UploadRequestSerializer}, responses={201: UploadSerializer, 200: dict}
     )
-    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser], throttle_scope="uploads")
     def uploads(self, request, slug=None):
         """Upload a file. 201 with the report when stored (or 202 while a large file is parsed);
         422 with every bad row when nothing was stored. With dry_run: 200 and the preview, nothing stored."""
@@ -306,11 +307,11 @@ class DatanetViewSet(
         return Response(_call(services.consistency, datanet, old, new))
 
     @extend_schema(responses=dict)
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], throttle_scope="verify")
     def verify(self, request, slug=None):
         """Recompute every leaf and version root from the stored records."""
         datanet = self._datanet(Action.READ)
-        problems = services.verify(datanet)
+        problems = services.checked(datanet)
         return Response({"ok": not problems, "problems": problems})
 
     @staticmethod

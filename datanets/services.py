@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core.jobs import JobStatus
+from core.memo import remembered, verify_seconds
 from core.queue import enqueue
 from datanets.access import Action, can
 from datanets.errors import DatanetError
@@ -35,7 +36,16 @@ from datanets.models import (
 )
 from datanets.parsing import Limits, UploadError, detect_format, parse_upload
 
-__all__ = ["DatanetError", "consistency", "inclusion", "leaf_data", "leaf_hashes", "verify"]  # one door for callers
+__all__ = [  # one door for callers
+    "DatanetError", "checked", "consistency", "inclusion", "leaf_data", "leaf_hashes", "verify",
+]  # fmt: skip
+
+
+def checked(datanet: Datanet) -> list:
+    """verify(datanet), reused for a minute per version: anyone may ask, and it reads every record."""
+    version = datanet.current_version
+    key = f"verify:datanet:{datanet.pk}:{version.number if version else 0}"
+    return remembered(key, verify_seconds(), lambda: verify(datanet))
 
 
 def require(user, action: Action, datanet: Datanet) -> None:

@@ -206,7 +206,7 @@ def reputation(request, slug):
 @require_GET
 def versions(request, slug):
     datanet = get_for(request.user, slug, Action.READ)
-    problems = services.verify(datanet) if request.GET.get("verify") else None
+    problems = services.checked(datanet) if request.GET.get("verify") else None
     return render(
         request,
         "datanets/versions.html",

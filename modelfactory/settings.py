@@ -195,6 +195,8 @@ if ACCOUNT_EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "siwe_nonce": "20/m/ip"}
+# Public verification (a Datanet's Merkle recompute, an anchor's chain read) is reused this long per version.
+VERIFY_CACHE_SECONDS = env_int("VERIFY_CACHE_SECONDS", 60, minimum=0)
 # Behind N reverse proxies, the client's address is the Nth from the right of X-Forwarded-For (rate
 # limits key on it); 0 (no proxy) uses the connection's address and ignores the header.
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
@@ -263,6 +265,21 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Counted in the shared cache (Redis), so every web process sees the same totals. Over a rate: 429
+    # with Retry-After. Scoped rates apply to the endpoints that name the scope, on top of anon / user.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("THROTTLE_ANON", "120/min"),
+        "user": env_str("THROTTLE_USER", "1200/min"),
+        "verify": env_str("THROTTLE_VERIFY", "20/min"),  # Merkle recomputes and chain reads
+        "uploads": env_str("THROTTLE_UPLOADS", "120/hour"),
+        "jobs": env_str("THROTTLE_JOBS", "60/hour"),
+        "citations": env_str("THROTTLE_CITATIONS", "60/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ModelFactory API",

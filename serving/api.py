@@ -37,6 +37,7 @@ class ModelSerializer(serializers.Serializer):
 
 class ModelViewSet(viewsets.ViewSet):
     lookup_value_regex = r"[a-z]+-\d+"
+    throttle_scope = ""  # per action: citations has a rate of its own
 
     def _ref(self, pk):
         try:
@@ -80,7 +81,7 @@ class ModelViewSet(viewsets.ViewSet):
         )
 
     @extend_schema(request=dict, responses=dict)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_scope="citations")
     def citations(self, request, pk=None):
         """The records retrieved for {"query": "..."} from the Datanets this model was trained on,
         limited to those the caller may read."""

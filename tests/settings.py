@@ -38,3 +38,7 @@ ACCOUNT_RATE_LIMITS = False
 # Serve static files from the finders: no collectstatic manifest needed in tests.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 WHITENOISE_USE_FINDERS = True
+
+# API throttles off for the suite (tests that check them set their own rates).
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": dict.fromkeys(REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])}  # noqa: F405
+VERIFY_CACHE_SECONDS = 0  # tamper tests must see a change at once; tests/test_limits.py turns it on

@@ -119,6 +119,10 @@ class StartSerializer(serializers.Serializer):
 
 
 class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    def get_throttles(self):
+        self.throttle_scope = "jobs" if self.action == "create" else ""  # starting jobs has a rate of its own
+        return super().get_throttles()
+
     def get_queryset(self):
         return services.visible_jobs(self.request.user).order_by("-created_at")
 

@@ -195,3 +195,20 @@ def test_the_sweep_queues_again_only_jobs_whose_worker_is_gone(user, base_model,
         assert job.status == ("queued" if again else "running"), name
         assert ("its worker stopped; queued again" in job.log_tail) == again
     assert requeue_stale_jobs() == []  # once: a second sweep (or another worker's) finds nothing
+
+
+def test_starting_jobs_has_a_rate_of_its_own(user, base_model, glossary, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": None, "user": None, "jobs": "1/hour"})
+    cache.delete(f"throttle_jobs_{user.pk}")
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"base_model": base_model.pk, "datanets": ["glossary"], "preset": "quick"}
+    assert api.post("/api/v1/training/jobs/", body, format="json").status_code == 201
+    refused = api.post("/api/v1/training/jobs/", body, format="json")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert TrainingJob.objects.count() == 1
+    assert api.get("/api/v1/training/jobs/").status_code == 200  # listing is not starting
