@@ -8,6 +8,7 @@ working admin for their own Datanets (see modelfactory.admin_site).
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 
 from datanets import services
 from datanets.access import Action, can, managed_by
@@ -76,6 +77,21 @@ class DatanetAdmin(OwnerScopedAdmin):
     readonly_fields = ("slug", "schema", "owner", "created_at", "updated_at")
 
 
+class KnownPeopleRawIdWidget(ForeignKeyRawIdWidget):
+    """The raw-id user field, labelled only for people the viewing owner already knows (members of, and
+    access requesters to, the Datanets they manage): typing ids must not list every user's name."""
+
+    def __init__(self, rel, admin_site, viewer):
+        super().__init__(rel, admin_site)
+        self.viewer = viewer
+
+    def label_and_url_for_value(self, value):
+        known = Membership.objects.filter(datanet__in=managed_by(self.viewer), user_id=value).exists() or (
+            AccessRequest.objects.filter(datanet__in=managed_by(self.viewer), user_id=value).exists()
+        )
+        return super().label_and_url_for_value(value) if known else ("", "")
+
+
 @admin.register(Membership)
 class MembershipAdmin(OwnerScopedAdmin):
     list_display = ("datanet", "user", "role", "created_at")
@@ -83,6 +99,11 @@ class MembershipAdmin(OwnerScopedAdmin):
     search_fields = ("user__username", "datanet__name")
     raw_id_fields = ("user",)
     readonly_fields = ("added_by",)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["widget"] = KnownPeopleRawIdWidget(db_field.remote_field, self.admin_site, request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request):
         return self._may(request)

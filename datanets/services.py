@@ -6,6 +6,7 @@ Multi-row changes run in one transaction: an upload stores every row or none.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from django.utils.text import slugify
 from core.jobs import JobStatus
 from core.memo import remembered, verify_seconds
 from core.queue import enqueue
-from datanets.access import Action, can
+from datanets.access import Action, can, visible_to
 from datanets.errors import DatanetError
 from datanets.ledger import append_to_log, consistency, inclusion, leaf_data, leaf_hashes, verify
 from datanets.models import (
@@ -61,7 +62,10 @@ def create_datanet(owner, *, name: str, slug: str = "", **fields) -> Datanet:
     if not slug:
         raise DatanetError("Give the Datanet a name made of letters or digits.")
     if Datanet.objects.filter(slug=slug).exists():
-        raise DatanetError(f"The address “{slug}” is taken; choose another name or slug.", 409)
+        if visible_to(owner).filter(slug=slug).exists():
+            raise DatanetError(f"The address “{slug}” is taken; choose another name or slug.", 409)
+        # A private Datanet this person may not see holds it: saying "taken" would tell them it exists.
+        slug = f"{slug[:75]}-{secrets.token_hex(2)}"
     try:
         with transaction.atomic():
             return Datanet.objects.create(owner=owner, name=name, slug=slug, **fields)

@@ -43,3 +43,21 @@ def test_the_view_on_site_shortcut_is_for_staff_only(client, make_user, make_dat
     assert client.get(f"/admin/r/{kind.pk}/{secret.pk}/").status_code == 404
     client.force_login(make_user("boss", is_staff=True))
     assert client.get(f"/admin/r/{kind.pk}/{secret.pk}/")["Location"].endswith("/datanets/secret-plans/")
+
+
+def test_the_member_picker_names_only_people_the_owner_knows(client, make_user, make_datanet):
+    from datanets.models import Membership, Role
+
+    owner = make_user("owner1")
+    datanet = make_datanet(owner=owner, slug="mine")
+    member, stranger = make_user("member-ann"), make_user("secret-stranger")
+    row = Membership.objects.create(datanet=datanet, user=member, role=Role.VIEWER)
+    client.force_login(owner)
+    page = client.get(f"/admin/datanets/membership/{row.pk}/change/").content.decode()
+    assert "member-ann" in page
+    # Typing a stranger's id into the add form: the page that comes back (here for a missing role) names
+    # nobody, so counting ids does not list the site's users.
+    page = client.post("/admin/datanets/membership/add/", {"datanet": datanet.pk, "user": stranger.pk, "role": ""})
+    assert page.status_code == 200 and "secret-stranger" not in page.content.decode()
+    page = client.post("/admin/datanets/membership/add/", {"datanet": datanet.pk, "user": member.pk, "role": ""})
+    assert "member-ann" in page.content.decode()

@@ -44,3 +44,16 @@ def test_member_lists_of_public_datanets_are_for_members(make_datanet, make_user
     everyone = [{"username": "owner", "role": "owner"}, {"username": "member", "role": "contributor"}]
     for who, expected in ((None, everyone[:1]), (stranger, everyone[:1]), (member, everyone), (owner, everyone)):
         assert api_for(who).get("/api/v1/datanets/open-data/members/").json() == expected
+
+
+def test_a_taken_address_is_only_said_to_be_taken_to_those_who_may_see_it(make_datanet, make_user):
+    owner, stranger = make_user("owner"), make_user("stranger")
+    make_datanet(owner=owner, slug="hidden-plans", visibility="private")
+    make_datanet(owner=owner, slug="open-plans", visibility="public")
+    body = {"name": "Hidden plans", "licence": "CC0-1.0", "visibility": "public", "schema": "instruction"}
+    created = api_for(stranger).post("/api/v1/datanets/", body, format="json")
+    assert created.status_code == 201 and created.json()["slug"].startswith("hidden-plans-")  # not "taken"
+    assert len(created.json()["slug"]) == len("hidden-plans-") + 4
+    visible = api_for(stranger).post("/api/v1/datanets/", {**body, "name": "Open plans"}, format="json")
+    assert visible.status_code == 409 and "is taken" in visible.json()["detail"]  # one they can see anyway
+    assert api_for(owner).post("/api/v1/datanets/", body, format="json").status_code == 409
