@@ -254,6 +254,7 @@ SIWE_DOMAIN = env_str("SIWE_DOMAIN")
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600, minimum=30, maximum=86400)
 
 # --- REST API --------------------------------------------------------------------------
+_THROTTLES = "anon=120/min user=1200/min verify=20/min uploads=120/hour jobs=60/hour citations=60/min"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
@@ -272,13 +273,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.ScopedRateThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {
-        "anon": env_str("THROTTLE_ANON", "120/min"),
-        "user": env_str("THROTTLE_USER", "1200/min"),
-        "verify": env_str("THROTTLE_VERIFY", "20/min"),  # Merkle recomputes and chain reads
-        "uploads": env_str("THROTTLE_UPLOADS", "120/hour"),
-        "jobs": env_str("THROTTLE_JOBS", "60/hour"),
-        "citations": env_str("THROTTLE_CITATIONS", "60/min"),
+    "DEFAULT_THROTTLE_RATES": {  # each from THROTTLE_<SCOPE>; verify: Merkle recomputes and chain reads
+        scope: env_str(f"THROTTLE_{scope.upper()}", rate)
+        for scope, _, rate in map(lambda s: s.partition("="), _THROTTLES.split())
     },
 }
 SPECTACULAR_SETTINGS = {
