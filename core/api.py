@@ -27,5 +27,6 @@ class ServiceError(APIException):
 
     def __init__(self, exc: Exception):
         self.status_code = getattr(exc, "status", 400)
+        self.wait = getattr(exc, "retry_after", None)  # DRF's handler turns it into Retry-After
         field = getattr(exc, "field", None)
         super().__init__(detail={field: str(exc)} if field else str(exc))

@@ -197,8 +197,7 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "siwe_nonce": "20/m/ip"}
 # Public verification (a Datanet's Merkle recompute, an anchor's chain read) is reused this long per version.
 VERIFY_CACHE_SECONDS = env_int("VERIFY_CACHE_SECONDS", 60, minimum=0)
-# Behind N reverse proxies, the client's address is the Nth from the right of X-Forwarded-For (rate
-# limits key on it); 0 (no proxy) uses the connection's address and ignores the header.
+# Behind N proxies, rate limits key on the Nth address from the right of X-Forwarded-For (0: none).
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # per provider: <PROVIDER>_TRUSTED
@@ -326,10 +325,12 @@ DATANET_MAX_ROW_CHARS = env_int("DATANET_MAX_ROW_CHARS", 50_000, minimum=100)
 DATANET_REPUTATION_HOLD = 0.3
 DATANET_REPUTATION_REFUSE = 0.1
 
-# Training: whether the gpu-queue workers have CUDA (QLoRA and bf16 need it), and how long a
-# running job may go without a heartbeat before another worker may take it over.
+# Training: gpu-queue workers have CUDA (QLoRA, bf16); a job without a heartbeat this long is taken over.
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
+# Fair share (staff exempt): jobs one person may have waiting or running; tokens one job may train on.
+TRAINING_MAX_ACTIVE_JOBS = env_int("TRAINING_MAX_ACTIVE_JOBS", 3, minimum=1)
+TRAINING_MAX_JOB_TOKENS = env_int("TRAINING_MAX_JOB_TOKENS", 2_000_000_000, minimum=1)
 # How often every worker looks for RUNNING jobs whose worker died and queues them again.
 TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
 

@@ -42,3 +42,4 @@ WHITENOISE_USE_FINDERS = True
 # API throttles off for the suite (tests that check them set their own rates).
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": dict.fromkeys(REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])}  # noqa: F405
 VERIFY_CACHE_SECONDS = 0  # tamper tests must see a change at once; tests/test_limits.py turns it on
+TRAINING_MAX_ACTIVE_JOBS = 100  # the suite starts many jobs; test_jobs.py checks the deployed limit

@@ -3,7 +3,6 @@ record every metric point, cancel, estimate. Pages, API and the task call these.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import socket
@@ -21,7 +20,7 @@ from core.jobs import JobStatus
 from core.queue import enqueue
 from datanets.access import trainable_by
 from datanets.models import Contribution
-from training import words
+from training import quotas, words
 from training.engine import config as engine_config
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
@@ -33,9 +32,9 @@ LOG_LINES = 60
 class TrainingError(ValueError):
     """A refusal with a message for people; `field` names the form field when there is one."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 400):
+    def __init__(self, message: str, field: str | None = None, status: int = 400, retry_after: int | None = None):
         super().__init__(message)
-        self.field, self.status = field, status
+        self.field, self.status, self.retry_after = field, status, retry_after
 
 
 def job_group(job_id: int) -> str:
@@ -109,6 +108,9 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
         if version is None or version.size == 0:
             raise TrainingError(f"“{datanet.name}” has no accepted records yet.", "datanets")
         pins.append((datanet, version))
+    over = quotas.refusal(user, cfg, sum(v.size for _, v in pins))
+    if over:
+        raise TrainingError(over.message, over.field, over.status, over.retry_after)
     return pins
 
 
@@ -166,10 +168,9 @@ def estimate(cfg: FinetuneConfig, base_model: BaseModel, records: int) -> dict:
     tokens_per_second = 3e12 / (6 * params) if settings.TRAINING_CUDA_WORKERS else 2e10 / (6 * params)
     seconds = tokens / tokens_per_second
     device = "GPU" if settings.TRAINING_CUDA_WORKERS else "CPU"
-    per_step = cfg.batch_size * cfg.grad_accum
-    steps = cfg.max_steps or math.ceil(max(1, round(records * (1 - cfg.eval_fraction))) / per_step) * cfg.epochs
     return {
-        "passes": words.number(cfg.epochs, None) if not cfg.max_steps else "", "steps": int(math.ceil(steps)),
+        "passes": words.number(cfg.epochs, None) if not cfg.max_steps else "",
+        "steps": quotas.planned_steps(cfg, records),
         "device": device, "memory_gb": round(gpu_gb, 1), "minutes": round(seconds / 60), "memory": words.memory(gpu_gb),
         "duration": "under a minute" if seconds < 60 else words.duration(seconds),
     }  # fmt: skip

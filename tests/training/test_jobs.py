@@ -212,3 +212,40 @@ def test_starting_jobs_has_a_rate_of_its_own(user, base_model, glossary, monkeyp
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
     assert TrainingJob.objects.count() == 1
     assert api.get("/api/v1/training/jobs/").status_code == 200  # listing is not starting
+
+
+def test_one_person_may_have_only_so_many_jobs_waiting_or_running(
+    client, user, make_user, base_model, glossary, monkeypatch, settings
+):
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
+    settings.TRAINING_MAX_ACTIVE_JOBS = 2
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"base_model": base_model.pk, "datanets": ["glossary"], "preset": "quick"}
+    assert [api.post("/api/v1/training/jobs/", body, format="json").status_code for _ in range(2)] == [201, 201]
+    refused = api.post("/api/v1/training/jobs/", body, format="json")
+    assert refused.status_code == 429 and refused["Retry-After"] == "60"
+    assert "You have 2 training jobs waiting or running" in refused.json()["detail"]
+    client.force_login(user)
+    page = client.post("/training/new/", form_data(base_model, [glossary])).content.decode()
+    assert "the most one person may have at a time (2)" in page  # the form says it too
+    assert TrainingJob.objects.count() == 2
+    TrainingJob.objects.filter(owner=user).update(status="succeeded")  # finished jobs do not count
+    assert api.post("/api/v1/training/jobs/", body, format="json").status_code == 201
+    staff = make_user("staffer", is_staff=True)
+    api.force_authenticate(staff)
+    from datanets.models import Membership
+
+    Membership.objects.get_or_create(datanet=glossary, user=staff, defaults={"role": "viewer"})
+    assert [api.post("/api/v1/training/jobs/", body, format="json").status_code for _ in range(3)] == [201] * 3
+
+
+def test_one_job_may_train_on_only_so_many_tokens(user, base_model, glossary, monkeypatch):
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
+    api = APIClient()
+    api.force_authenticate(user)
+    huge = {"max_steps": 1_000_000, "batch_size": 1024, "max_seq_len": 1024}
+    body = {"base_model": base_model.pk, "datanets": ["glossary"], "preset": "quick", "config": huge}
+    refused = api.post("/api/v1/training/jobs/", body, format="json")
+    assert refused.status_code == 400 and not TrainingJob.objects.exists()
+    assert "would train on up to 1,048,576,000,000 tokens" in refused.json()["max_steps"]
