@@ -333,9 +333,9 @@ TRAINING_MAX_ACTIVE_JOBS = env_int("TRAINING_MAX_ACTIVE_JOBS", 3, minimum=1)
 TRAINING_MAX_JOB_TOKENS = env_int("TRAINING_MAX_JOB_TOKENS", 2_000_000_000, minimum=1)
 # How often every worker looks for RUNNING jobs whose worker died and queues them again.
 TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
-
 # Serving: adapters kept resident per base model in each serving worker.
 SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)
+CHAT_MAX_CONCURRENT = env_int("CHAT_MAX_CONCURRENT", 4, minimum=1)  # answers being written per person
 SERVING_MAX_ADAPTER_BYTES = env_int("SERVING_MAX_ADAPTER_BYTES", 2 << 30, minimum=1 << 20)
 
 # --- Security --------------------------------------------------------------------------

@@ -16,12 +16,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from attribution import citations, retrieval
 from attribution.services import start_answer_attribution
-from serving import client
+from serving import client, limits
 from serving.engine.engine import GenerationError, GenerationParams
 from serving.models import Conversation, Message
 from serving.registry import ModelRef, base_of
@@ -40,9 +41,17 @@ def request_for(model: ModelRef, messages, params: dict) -> client.ChatRequest:
     return client.ChatRequest(model, client.check_messages(messages), client.params_from(params))
 
 
-def generate(request: client.ChatRequest) -> AsyncIterator[dict]:
-    """Token events from a serving worker until "done" or "error"; closing it early cancels the work."""
-    return client.stream(request)
+async def generate(request: client.ChatRequest, user_id) -> AsyncIterator[dict]:
+    """Token events from a serving worker until "done" or "error"; closing it early cancels the work.
+    One of the person's CHAT_MAX_CONCURRENT slots is held meanwhile; with none free, one "error" (429)."""
+    if not await sync_to_async(limits.take_slot)(user_id):
+        yield {"type": "error", "message": limits.busy_message(), "status": 429}
+        return
+    try:
+        async for event in client.stream(request):
+            yield event
+    finally:
+        await sync_to_async(limits.free_slot)(user_id)
 
 
 # --- Sources: only Datanets the viewer may read are ever searched ----------------------------
@@ -157,7 +166,7 @@ async def _answer(turn: Turn, side: str, ref: ModelRef, history: list[dict], sou
     text, finish = "", "cancelled"
     try:
         await emit({"type": "status", "side": side, "status": "generating"})
-        async for event in generate(client.ChatRequest(ref, history, turn.params)):
+        async for event in generate(client.ChatRequest(ref, history, turn.params), turn.user.pk):
             if event["type"] == "error":
                 await emit({"type": "error", "side": side, "error": event["message"]})
                 finish = "error"

@@ -77,14 +77,17 @@ async def chat_completions(request):
         return error(str(exc), 400)
     if body.get("n") not in (None, 1):
         return error("Only n=1 is supported.", 400, param="n")
-    events = chat.generate(generation)
+    events = chat.generate(generation, user.pk)
     try:
         first = await anext(events)
     except chat.WorkerUnavailable as exc:
         return error(str(exc), 503, "server_error", code="model_server_unavailable")
     if first["type"] == "error":
         await events.aclose()
-        return error(first["message"], first.get("status", 400))
+        refused = error(first["message"], first.get("status", 400))
+        if refused.status_code == 429:
+            refused["Retry-After"] = "10"
+        return refused
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):
         response = StreamingHttpResponse(_sse(first, events, completion_id, created, model.id),

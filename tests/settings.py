@@ -43,3 +43,4 @@ WHITENOISE_USE_FINDERS = True
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": dict.fromkeys(REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])}  # noqa: F405
 VERIFY_CACHE_SECONDS = 0  # tamper tests must see a change at once; tests/test_limits.py turns it on
 TRAINING_MAX_ACTIVE_JOBS = 100  # the suite starts many jobs; test_jobs.py checks the deployed limit
+CHAT_MAX_CONCURRENT = 100  # tests/serving/test_openai.py checks the deployed limit
