@@ -8,7 +8,6 @@ import json
 import pytest
 from django.test import Client
 
-from accounts.services import create_api_key
 from serving import limits
 
 pytestmark = pytest.mark.django_db
