@@ -102,3 +102,13 @@ def login_cookie(client_user) -> str:
     client = Client()
     client.force_login(client_user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def api_client(user=None):
+    """A DRF test client authenticated as `user` (anonymous for None)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client

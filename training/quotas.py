@@ -25,10 +25,7 @@ class Refusal:
 
 def planned_steps(cfg: FinetuneConfig, records: int) -> int:
     """Optimiser steps the run will take on `records` accepted records."""
-    if cfg.max_steps:
-        return cfg.max_steps
-    per_step = cfg.batch_size * cfg.grad_accum
-    return math.ceil(math.ceil(max(1, round(records * (1 - cfg.eval_fraction))) / per_step) * cfg.epochs)
+    return cfg.max_steps or math.ceil(cfg.steps_per_pass(records) * cfg.epochs)
 
 
 def planned_tokens(cfg: FinetuneConfig, records: int) -> int:

@@ -51,12 +51,10 @@ def visible_jobs(user):
 def lost_access(job: TrainingJob, only_blocking: bool = True) -> list:
     """The pinned Datanets the job's owner may no longer train on; with only_blocking, just those
     whose owner blocks models of people who lose access (the default)."""
-    allowed = set(trainable_by(job.owner).values_list("pk", flat=True))
-    pins = job.datasets.select_related("datanet").order_by("pk")
-    return [
-        p.datanet for p in pins
-        if p.datanet_id not in allowed and (not only_blocking or p.datanet.models_after_removal == "block")
-    ]  # fmt: skip
+    pins = job.datasets.exclude(datanet__in=trainable_by(job.owner)).select_related("datanet")  # one query
+    if only_blocking:
+        pins = pins.filter(datanet__models_after_removal="block")
+    return [p.datanet for p in pins.order_by("pk")]
 
 
 def compare_ids(user, job: TrainingJob, others: int = 3) -> str:

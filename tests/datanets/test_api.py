@@ -5,19 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
-from rest_framework.test import APIClient
 
 from datanets import merkle
 from datanets.models import Contribution, Datanet
 from tests.factories import alpaca, jsonl
+from tests.helpers import api_client as api
 from tests.helpers import wait_until
-
-
-def api(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 @pytest.mark.django_db

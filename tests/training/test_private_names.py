@@ -5,20 +5,13 @@ for members."""
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from datanets import services as datanet_services
 from datanets.models import Role
+from tests.helpers import api_client as api_for
 from tests.training.jobs import finished_job
 
 pytestmark = pytest.mark.django_db
-
-
-def api_for(user) -> APIClient:
-    api = APIClient()
-    if user is not None:
-        api.force_authenticate(user)
-    return api
 
 
 def test_a_removed_member_no_longer_sees_the_datanet_in_job_or_model_payloads(

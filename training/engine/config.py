@@ -239,6 +239,11 @@ class FinetuneConfig:
                 raise ConfigError(spec.name, problem)
             setattr(self, spec.name, value)
 
+    def steps_per_pass(self, records: int) -> int:
+        """Optimiser steps in one pass over `records` records, less the held-out share."""
+        trained = max(1, round(records * (1 - self.eval_fraction)))
+        return math.ceil(trained / (self.batch_size * self.grad_accum))
+
     def modules_for(self, architecture: str) -> list[str] | str:
         if self.target_modules:
             return list(self.target_modules)
@@ -305,9 +310,8 @@ class Preset:
         """The config's passes, or more when `records` give fewer than min_steps steps (capped)."""
         if not self.min_steps or records <= 0:
             return cfg.epochs
-        trained = max(1, round(records * (1 - cfg.eval_fraction)))
-        steps_per_pass = math.ceil(trained / (cfg.batch_size * cfg.grad_accum))
-        return float(min(max(cfg.epochs, math.ceil(self.min_steps / steps_per_pass)), self.max_epochs))
+        passes = math.ceil(self.min_steps / cfg.steps_per_pass(records))
+        return float(min(max(cfg.epochs, passes), self.max_epochs))
 
 
 PRESETS: dict[str, Preset] = {
