@@ -38,6 +38,7 @@ bench: $(VENV)/.runtime
 	$(PY) bench/ingest.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serving.py
+	$(PY) bench/serving_fairness.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/attribution.py
 

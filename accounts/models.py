@@ -75,3 +75,35 @@ class SiweNonce(models.Model):
     @property
     def is_expired(self) -> bool:
         return timezone.now() >= self.expires_at
+
+
+# Limits one person lives under; each is a setting of the same name (the deployment's default).
+QUOTA_CHOICES = [
+    ("TRAINING_MAX_ACTIVE_JOBS", "Training jobs waiting or running at once"),
+    ("TRAINING_MAX_JOB_TOKENS", "Tokens one training job may train on"),
+    ("TRAINING_GPU_SECONDS_PER_DAY", "Seconds of training per 24 hours"),
+    ("UPLOAD_BYTES_PER_DAY", "Bytes uploaded per 24 hours"),
+    ("UPLOAD_ROWS_PER_DAY", "Records added by uploads per 24 hours"),
+    ("CHAT_MAX_CONCURRENT", "Chat answers being written at once"),
+    ("CHAT_TOKENS_PER_MINUTE", "Chat tokens (question and answer) per minute"),
+]
+
+
+class QuotaOverride(models.Model):
+    """One person's limit set by staff in place of the deployment's default (raised, or lowered)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota_overrides")
+    name = models.CharField(max_length=40, choices=QUOTA_CHOICES)
+    value = models.PositiveBigIntegerField(help_text="This person's limit, in the unit the limit names.")
+    note = models.CharField(max_length=200, blank=True, help_text="Why, for the next staff member.")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_override_per_limit")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.get_name_display()}: {self.value:,}"

@@ -12,9 +12,12 @@ from datanets import merkle
 
 
 def leaf(epoch_number: int, entry: RewardEntry) -> bytes:
-    """The bytes a ledger leaf commits to."""
+    """The bytes a ledger leaf commits to: the row and its salt (rows from before salting have none,
+    and their leaves, hence their anchored roots, are unchanged)."""
     data = {"epoch": epoch_number, "index": entry.index, "contributor": entry.contributor_id,
             "wallet": entry.wallet, "amount": entry.amount, "gross": entry.gross, "penalty": entry.penalty}  # fmt: skip
+    if entry.salt:
+        data["salt"] = entry.salt
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 

@@ -131,6 +131,11 @@ class RewardEntry(models.Model):
     penalty = models.PositiveBigIntegerField()
     amount = models.PositiveBigIntegerField()
     index = models.PositiveIntegerField(help_text="Leaf position in the epoch's tree.")
+    salt = models.CharField(
+        max_length=32, blank=True, default="",
+        help_text="128 random bits in the leaf, shown only to its contributor: the sibling hashes in another "
+        "person's proof cannot be brute-forced to learn this row's amount. Empty on rows written before salting.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["epoch", "index"]

@@ -13,6 +13,7 @@ their share, (floor − reputation) / floor; withheld units roll into the next e
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from decimal import Decimal
 
@@ -114,7 +115,7 @@ def close_epoch(pool: int | None = None) -> RewardEpoch:
             entries.append(
                 RewardEntry(epoch=epoch, contributor_id=user_id, wallet=wallets.get(user_id, ""),
                             influence=float(total[user_id]), reputation=rep, gross=gross[user_id], penalty=penalty,
-                            amount=gross[user_id] - penalty, index=index)
+                            amount=gross[user_id] - penalty, index=index, salt=secrets.token_hex(16))
             )  # fmt: skip
         RewardEntry.objects.bulk_create(entries)
         epoch.distributed = sum(e.amount for e in entries)

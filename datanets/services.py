@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 from django.conf import settings
@@ -18,7 +19,9 @@ from django.utils.text import slugify
 
 from core.jobs import JobStatus
 from core.memo import remembered, verify_seconds
+from core.memory import memory_cap
 from core.queue import enqueue
+from datanets import quotas as upload_quotas
 from datanets.access import Action, can, visible_to
 from datanets.errors import DatanetError
 from datanets.ledger import append_to_log, consistency, inclusion, leaf_data, leaf_hashes, verify
@@ -167,6 +170,8 @@ def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: di
     votes_needed(datanet, user)  # refuse early, before storing anything
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise DatanetError(f"The file is {len(data):,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.", 413)
+    upload_quotas.check_bytes(user, len(data))
+    upload_quotas.check_rows(user, 1)  # none left today: refused before the file is kept
     batch = UploadBatch.objects.create(
         datanet=datanet,
         uploader=user,
@@ -177,7 +182,7 @@ def start_upload(user, datanet: Datanet, filename: str, data: bytes, options: di
     )
     if len(data) <= settings.DATANET_ASYNC_UPLOAD_BYTES and not _compressed(filename, options):
         batch.claim()
-        return ingest(batch, data)
+        return ingest(batch, data, refuse=True)
     folder = Path(settings.MEDIA_ROOT) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex}.upload"
@@ -196,27 +201,31 @@ def _compressed(filename: str, options: dict) -> bool:
         return False
 
 
-def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
-    """Parse a claimed batch and store all its new rows, or none and the errors."""
+def ingest(batch: UploadBatch, data: bytes, memory_mb: int | None = None, refuse: bool = False) -> UploadBatch:
+    """Parse a claimed batch and store all its new rows, or none and the errors. In a worker, parsing
+    may add at most `memory_mb` to the process (core.memory): past it the upload fails, nothing else.
+    Over the day's records the batch fails too, and with `refuse` (in a request) the DatanetError
+    (429, Retry-After) is raised again for the caller to answer with."""
     datanet, options = batch.datanet, batch.options
 
     def progress(done: int) -> None:
         UploadBatch.objects.filter(pk=batch.pk).update(rows_done=done)
 
     try:
-        result = parse_upload(
-            data,
-            batch.filename,
-            datanet.schema,
-            file_format=options.get("file_format"),
-            txt_paragraphs=options.get("txt_mode") == "paragraph",
-            mapping=options.get("mapping") or {},
-            columns=options.get("columns") or {},
-            limits=upload_limits(),
-            progress=progress,
-        )
+        with memory_cap(memory_mb) if memory_mb else nullcontext():
+            result = parse_upload(
+                data, batch.filename, datanet.schema, file_format=options.get("file_format"),
+                txt_paragraphs=options.get("txt_mode") == "paragraph", mapping=options.get("mapping") or {},
+                columns=options.get("columns") or {}, limits=upload_limits(), progress=progress,
+            )  # fmt: skip
     except UploadError as exc:
         batch.finish(JobStatus.FAILED, str(exc))
+        return batch
+    except MemoryError:
+        if not memory_mb:
+            raise
+        batch.finish(JobStatus.FAILED, f"Reading this file needed more than {memory_mb:,} MB of memory, the most one "
+                     "upload may use on this server; nothing was stored. Split it into smaller files.")  # fmt: skip
         return batch
     rows = len(result.records) + result.error_count
     if result.error_count:
@@ -232,6 +241,12 @@ def ingest(batch: UploadBatch, data: bytes) -> UploadBatch:
         added, duplicates, version = _store_rows(batch, result.records)
     except IntegrityError:
         batch.finish(JobStatus.FAILED, "Another upload added some of these records at the same moment; upload again.")
+        return batch
+    except DatanetError as exc:  # the records limit: the message says when it frees
+        UploadBatch.objects.filter(pk=batch.pk).update(rows_total=rows, rows_done=rows)
+        batch.finish(JobStatus.FAILED, str(exc))
+        if refuse:
+            raise
         return batch
     skipped = [
         {"row": r, "field": "", "message": "Duplicate of an existing record; skipped."} for r in duplicates[:200]
@@ -278,6 +293,7 @@ def _store_rows(batch: UploadBatch, records: list[tuple[int, dict, str]]):
                     source_file=batch.filename, source_row=row, needs_votes=needs, status=status, decided_at=decided,
                 )
             )  # fmt: skip
+        upload_quotas.check_rows(user, len(fresh))  # over the day's records: nothing is stored
         Contribution.objects.bulk_create(fresh, batch_size=2000)
         version = None
         if needs == 0 and fresh:

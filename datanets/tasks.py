@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from celery import shared_task
+from django.conf import settings
 
 from core.jobs import JobTask
 from datanets.models import UploadBatch
@@ -15,7 +16,7 @@ def ingest_upload(batch_id: int) -> str:
         return "already claimed"
     path = Path(batch.stored_file)
     try:
-        ingest(batch, path.read_bytes())
+        ingest(batch, path.read_bytes(), memory_mb=settings.DATANET_PARSE_MEMORY_MB)
     finally:
         path.unlink(missing_ok=True)
     return batch.status

@@ -20,6 +20,7 @@ from core.env import (
     env_url,
     redis_urls,
 )
+from modelfactory.schema_settings import SPECTACULAR
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -277,21 +278,7 @@ REST_FRAMEWORK = {
         for scope, _, rate in map(lambda s: s.partition("="), _THROTTLES.split())
     },
 }
-SPECTACULAR_SETTINGS = {
-    "TITLE": "ModelFactory API",
-    "DESCRIPTION": "Datanets, training jobs and models. Authenticate with `Authorization: Bearer <API key>`.",
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, docs work offline.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "core.jobs.JobStatus.choices",
-        "ContributionStatusEnum": [("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
-        "AccessRequestStatusEnum": [("pending", "Pending"), ("approved", "Approved"), ("denied", "Denied")],
-    },
-}
+SPECTACULAR_SETTINGS = SPECTACULAR  # the OpenAPI schema's settings (modelfactory/schema_settings.py)
 
 # --- Files and limits ------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -328,15 +315,22 @@ DATANET_REPUTATION_REFUSE = 0.1
 # Training: gpu-queue workers have CUDA (QLoRA, bf16); a job without a heartbeat this long is taken over.
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
-# Fair share (staff exempt): jobs one person may have waiting or running; tokens one job may train on.
-TRAINING_MAX_ACTIVE_JOBS = env_int("TRAINING_MAX_ACTIVE_JOBS", 3, minimum=1)
-TRAINING_MAX_JOB_TOKENS = env_int("TRAINING_MAX_JOB_TOKENS", 2_000_000_000, minimum=1)
 # How often every worker looks for RUNNING jobs whose worker died and queues them again.
 TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
 # Serving: adapters kept resident per base model in each serving worker.
 SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)
-CHAT_MAX_CONCURRENT = env_int("CHAT_MAX_CONCURRENT", 4, minimum=1)  # answers being written per person
 SERVING_MAX_ADAPTER_BYTES = env_int("SERVING_MAX_ADAPTER_BYTES", 2 << 30, minimum=1 << 20)
+
+# Fair share per person (accounts/quotas.py: staff are exempt and set other limits per person in the admin).
+TRAINING_MAX_ACTIVE_JOBS = env_int("TRAINING_MAX_ACTIVE_JOBS", 3, minimum=1)  # jobs waiting or running
+TRAINING_MAX_JOB_TOKENS = env_int("TRAINING_MAX_JOB_TOKENS", 2_000_000_000, minimum=1)  # tokens one job reads
+TRAINING_GPU_SECONDS_PER_DAY = env_int("TRAINING_GPU_SECONDS_PER_DAY", 8 * 3600, minimum=60)
+UPLOAD_BYTES_PER_DAY = env_int("UPLOAD_BYTES_PER_DAY", 2 << 30, minimum=1024)
+UPLOAD_ROWS_PER_DAY = env_int("UPLOAD_ROWS_PER_DAY", 2_000_000, minimum=1)
+CHAT_MAX_CONCURRENT = env_int("CHAT_MAX_CONCURRENT", 4, minimum=1)  # answers being written at once
+CHAT_TOKENS_PER_MINUTE = env_int("CHAT_TOKENS_PER_MINUTE", 40_000, minimum=100)  # prompt + answer
+# Memory one upload's parsing may add to its worker process; beyond it that upload fails, nothing else.
+DATANET_PARSE_MEMORY_MB = env_int("DATANET_PARSE_MEMORY_MB", 2048, minimum=16)
 
 # --- Security --------------------------------------------------------------------------
 SECURE_SSL = env_bool("SECURE_SSL", not DEBUG)

@@ -43,12 +43,20 @@ def request_for(model: ModelRef, messages, params: dict) -> client.ChatRequest:
 
 async def generate(request: client.ChatRequest, user_id) -> AsyncIterator[dict]:
     """Token events from a serving worker until "done" or "error"; closing it early cancels the work.
-    One of the person's CHAT_MAX_CONCURRENT slots is held meanwhile; with none free, one "error" (429)."""
+    Over the person's CHAT_TOKENS_PER_MINUTE, or with none of their CHAT_MAX_CONCURRENT slots free: one
+    "error" (429, with "retry_after"). The worker takes requests fairly across people (user_id)."""
+    over = await sync_to_async(limits.tokens_refusal)(user_id)
+    if over:
+        yield {"type": "error", "message": over[0], "status": 429, "retry_after": over[1]}
+        return
     if not await sync_to_async(limits.take_slot)(user_id):
-        yield {"type": "error", "message": limits.busy_message(), "status": 429}
+        yield {"type": "error", "message": await sync_to_async(limits.busy_message)(user_id), "status": 429,
+               "retry_after": 10}  # fmt: skip
         return
     try:
-        async for event in client.stream(request):
+        async for event in client.stream(request, user_id):
+            if event["type"] == "done":
+                await sync_to_async(limits.spend_tokens)(user_id, (event.get("usage") or {}).get("total_tokens", 0))
             yield event
     finally:
         await sync_to_async(limits.free_slot)(user_id)

@@ -76,8 +76,9 @@ def params_from(data: dict) -> GenerationParams:
         raise GenerationError(f"Invalid generation parameter: {exc}") from None
 
 
-def stream(request: ChatRequest) -> AsyncIterator[dict]:
+def stream(request: ChatRequest, user_id) -> AsyncIterator[dict]:
     """Events for one request: {"type": "token"|"done"|"error", ...}. Cancels the request
-    on the worker if the caller stops iterating (a client that went away)."""
+    on the worker if the caller stops iterating (a client that went away). `user_id` lets the
+    worker share its batches fairly between people."""
     missing = "No model server answered in time; try again shortly."
-    return rpc.stream(LINE, request.payload, FIRST_EVENT_TIMEOUT, EVENT_TIMEOUT, missing)
+    return rpc.stream(LINE, {**request.payload, "user": str(user_id)}, FIRST_EVENT_TIMEOUT, EVENT_TIMEOUT, missing)

@@ -86,7 +86,7 @@ async def chat_completions(request):
         await events.aclose()
         refused = error(first["message"], first.get("status", 400))
         if refused.status_code == 429:
-            refused["Retry-After"] = "10"
+            refused["Retry-After"] = str(first.get("retry_after", 10))
         return refused
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):

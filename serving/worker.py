@@ -20,6 +20,7 @@ from core import rpc
 
 log = logging.getLogger("serving.worker")
 MAX_BATCH = int(os.environ.get("SERVING_MAX_BATCH", "8"))
+MAX_LOOK = 512  # requests looked at to fill one batch fairly
 
 
 class Worker:
@@ -41,20 +42,22 @@ class Worker:
                 self.serve(batch)
 
     def take_batch(self) -> list[dict]:
-        """The next request plus whatever else already waits for the same base model."""
+        """The next batch, fair across people: everything waiting is looked at (up to MAX_LOOK), the
+        batch is filled round-robin over the people waiting for the oldest request's base model, and the
+        rest goes back to the front of the line in its order. A person with many requests waiting does
+        not hold back another's first by more than the batch already running."""
         item = self.conn.brpop(self.line.requests, timeout=1)
         if item is None:
             return []
-        batch = [json.loads(item[1])]
-        while len(batch) < MAX_BATCH:
+        waiting = [item[1]]
+        while len(waiting) < MAX_LOOK:
             more = self.conn.rpop(self.line.requests)
             if more is None:
                 break
-            job = json.loads(more)
-            if job["base"] != batch[0]["base"]:
-                self.conn.rpush(self.line.requests, more)  # back of the line is the front: served next round
-                break
-            batch.append(job)
+            waiting.append(more)
+        batch, rest = fair_batch([json.loads(raw) for raw in waiting], MAX_BATCH)
+        if rest:  # rpush puts the last value at the front: the oldest must go last
+            self.conn.rpush(self.line.requests, *[waiting[i] for i in reversed(rest)])
         return batch
 
     def publish(self, request_id: str, event: dict) -> None:
@@ -118,6 +121,24 @@ class Worker:
         for event in engine.stream(valid, cancelled=lambda rid: rpc.cancelled(self.conn, self.line, rid)):
             self.publish(event.request_id, _event_payload(event))
         log.info("served %d request(s) in %.2fs; %s", len(valid), time.perf_counter() - started, engine.metrics())
+
+
+def fair_batch(waiting: list[dict], cap: int) -> tuple[list[dict], list[int]]:
+    """(batch, indexes of `waiting` left for later). `waiting` is oldest first; the batch takes requests
+    for the oldest one's base model, one per person in turn (people in the order of their oldest
+    request), until `cap`."""
+    base = waiting[0]["base"]
+    queues: dict[str, list[int]] = {}
+    for i, job in enumerate(waiting):
+        if job["base"] == base:
+            queues.setdefault(str(job.get("user", "")), []).append(i)
+    taken: list[int] = []
+    while len(taken) < cap and any(queues.values()):
+        for person in list(queues):
+            if queues[person] and len(taken) < cap:
+                taken.append(queues[person].pop(0))
+    chosen = set(taken)
+    return [waiting[i] for i in taken], [i for i in range(len(waiting)) if i not in chosen]
 
 
 def _event_payload(event) -> dict:

@@ -208,6 +208,26 @@ def claim(job: TrainingJob) -> bool:
     return False
 
 
+def next_job(job_id: int) -> TrainingJob | None:
+    """The job a queue message runs. Its own job when a dead worker left it running (taken over);
+    otherwise the fairest queued job (quotas.fair_order), which may be another person's: every queued
+    job has a message of its own, so each message runs one job and none is left behind."""
+    job = TrainingJob.objects.select_related("owner", "base_model").filter(pk=job_id).first()
+    if job is not None and job.status == JobStatus.RUNNING:
+        if claim(job):
+            job.refresh_from_db()
+            return job
+        append_log(job, "a second start of this job was ignored: it is already running")
+        return None
+    queued = TrainingJob.objects.filter(status=JobStatus.QUEUED).select_related("owner", "base_model")
+    queued = queued.order_by("created_at")[:500]  # the oldest 500 are enough to be fair among
+    for candidate in quotas.fair_order(list(queued)):
+        if claim(candidate):
+            candidate.refresh_from_db()
+            return candidate
+    return None
+
+
 def requeue_stale_jobs() -> list[int]:
     """RUNNING jobs whose worker is gone (a dead pid on this host, or no heartbeat for a lease) go back
     to the queue, each once however many workers sweep at the same time; the next run resumes from its
@@ -280,12 +300,9 @@ def run(job_id: int) -> str:
     """Run a claimed job through the engine and record how it ended."""
     from training.engine import EngineError, run_finetune
 
-    job = TrainingJob.objects.select_related("owner", "base_model").get(pk=job_id)
-    if not claim(job):
-        if job.status == JobStatus.RUNNING:
-            append_log(job, "a second start of this job was ignored: it is already running")
+    job = next_job(job_id)
+    if job is None:
         return "not claimed"
-    job.refresh_from_db()
     lost = lost_access(job, only_blocking=False)  # access may have been removed while the job waited
     if lost:
         _finish(job, JobStatus.FAILED, f"You no longer have access to “{lost[0].name}”, so this job did not start. "

@@ -10,7 +10,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from training import services, words
+from training import quotas, services, words
 from training.forms import ADVANCED, TrainingForm
 from training.models import DEMO_SUMMARY
 
@@ -34,7 +34,7 @@ def new_job(request):
     if form.is_bound and form.config is not None and not form.errors:
         estimate = services.estimate(form.config, form.cleaned_data["base_model"], 0)
     status = 400 if form.errors else 200
-    context = {"form": form, "estimate": estimate, "advanced": ADVANCED}
+    context = {"form": form, "estimate": estimate, "advanced": ADVANCED, "usage": quotas.usage(request.user)}
     return render(request, "training/new.html", context, status=status)
 
 

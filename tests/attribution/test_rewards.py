@@ -3,6 +3,7 @@ per contributor, the epoch's Merkle root (anchored and verifiable), and who sees
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -113,3 +114,26 @@ def test_an_epoch_without_answers_keeps_its_pool():
 def test_the_split_always_sums_to_the_pool(pool, weights):
     shares = rewards.split(pool, {k: Decimal(v) for k, v in weights.items()})
     assert sum(shares.values()) == pool and all(s >= 0 for s in shares.values())
+
+
+def test_ledger_leaves_are_salted_so_sibling_hashes_do_not_reveal_amounts(influenced):
+    """A proof hands its holder the sibling hashes; with a 128-bit salt in every leaf, guessing another
+    row's (contributor, amount) and hashing it no longer finds that sibling. Unsalted rows (written
+    before salting) keep their leaves and roots, so old anchors still verify."""
+    from attribution.ledger import leaf, ledger_root
+
+    epoch = rewards.close_epoch(pool=1000)
+    first, second = RewardEntry.objects.filter(epoch=epoch).order_by("index")[:2]
+    assert len(first.salt) == 32 and first.salt != second.salt
+    proof = rewards.entry_proof(epoch, first)
+    assert json.loads(proof["leaf"])["salt"] == first.salt  # its contributor sees their own salt
+    sibling = bytes.fromhex(proof["proof"][0])
+    guess = RewardEntry(contributor_id=second.contributor_id, wallet=second.wallet, amount=second.amount,
+                        gross=second.gross, penalty=second.penalty, index=second.index)  # fmt: skip
+    assert merkle.leaf_hash(leaf(epoch.number, guess)) != sibling  # the right guess, without the salt
+    assert merkle.leaf_hash(leaf(epoch.number, second)) == sibling
+    assert merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), first.index, proof["tree_size"],
+                                   [bytes.fromhex(p) for p in proof["proof"]], bytes.fromhex(epoch.root))  # fmt: skip
+    RewardEntry.objects.filter(epoch=epoch).update(salt="")  # as rows from before salting
+    first.refresh_from_db()
+    assert ledger_root(epoch) != epoch.root and "salt" not in rewards.entry_proof(epoch, first)["leaf"]

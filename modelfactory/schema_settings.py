@@ -1,0 +1,17 @@
+"""drf-spectacular's settings for the OpenAPI schema at /api/schema/ (read by settings.py)."""
+
+SPECTACULAR = {
+    "TITLE": "ModelFactory API",
+    "DESCRIPTION": "Datanets, training jobs and models. Authenticate with `Authorization: Bearer <API key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "core.jobs.JobStatus.choices",
+        "ContributionStatusEnum": [("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
+        "AccessRequestStatusEnum": [("pending", "Pending"), ("approved", "Approved"), ("denied", "Denied")],
+    },
+}
