@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from attribution import anchoring, rewards
 from attribution.access import readable_record, visible_anchors
 from attribution.models import ContributionInfluence, RewardEntry, RewardEpoch
+from core.api import OBJECT, OBJECTS
 from training.services import visible_jobs
 
 
@@ -20,25 +21,27 @@ def _anchor(a) -> dict:
             "last_error": a.last_error if a.status == "pending" else ""}  # fmt: skip
 
 
-@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
 class AnchorViewSet(viewsets.ViewSet):
     """Anchored roots; the detail recomputes the root from the database and checks the chain."""
 
     permission_classes = [permissions.AllowAny]
     throttle_scope = "verify"  # each detail recomputes a Merkle root and reads the chain
 
-    @extend_schema(operation_id="anchors_list", responses=dict)
+    @extend_schema(operation_id="anchors_list", responses={200: OBJECT})  # a list of them: spectacular wraps list
     def list(self, request):
         return Response([_anchor(a) for a in visible_anchors(request.user)[:500]])
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECT}, parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
         row = visible_anchors(request.user).filter(pk=int(pk) if str(pk).isdigit() else -1).first()
         if row is None:
             raise NotFound("No such anchor.")
         return Response(_anchor(row) | {"verification": anchoring.checked(row)})
 
-    @extend_schema(responses=dict, parameters=[OpenApiParameter("root", str, required=True)])
+    @extend_schema(
+        responses={200: OBJECT},
+        parameters=[OpenApiParameter("root", str, required=True, pattern="^(0x)?[0-9a-fA-F]{64}$")],
+    )
     @action(detail=False, methods=["get"])
     def verify(self, request):
         """Verify by root: ?root=<64 hex chars>."""
@@ -51,13 +54,12 @@ class AnchorViewSet(viewsets.ViewSet):
         return Response(_anchor(row) | {"verification": anchoring.checked(row)})
 
 
-@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
 class ContributionAttributionViewSet(viewsets.ViewSet):
     """A record's influence on the models the caller may see."""
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECT}, parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
         row = readable_record(request.user, int(pk) if str(pk).isdigit() else -1)
         scores = ContributionInfluence.objects.filter(contribution=row, run__job__in=visible_jobs(request.user))
@@ -72,14 +74,14 @@ class ContributionAttributionViewSet(viewsets.ViewSet):
 class RewardViewSet(viewsets.ViewSet):
     """Closed epochs (public totals and roots) and the caller's own ledger rows with proofs."""
 
-    @extend_schema(operation_id="rewards_list", responses=dict)
+    @extend_schema(operation_id="rewards_list", responses={200: OBJECT})
     def list(self, request):
         epochs = RewardEpoch.objects.filter(status="closed").select_related("anchor")[:200]
         return Response([{"epoch": e.number, "pool": e.pool, "distributed": e.distributed, "withheld": e.withheld,
                           "answers": e.answers, "root": e.root, "ends_at": e.ends_at.isoformat(),
                           "anchor": _anchor(e.anchor) if hasattr(e, "anchor") else None} for e in epochs])  # fmt: skip
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECTS})
     @action(detail=False, methods=["get"])
     def mine(self, request):
         entries = RewardEntry.objects.filter(contributor=request.user).select_related("epoch")

@@ -11,16 +11,20 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from core.api import ServiceError
+from core.api import OBJECT, Conflict, ServiceError, StrictCharField, StrictModelSerializer
 from datanets import services, uploads
 from datanets.access import Action, can, get_for, readable_by, visible_to
 from datanets.models import AccessRequest, Contribution, Datanet, DatanetVersion, Membership, Role, UploadBatch
 
+VERSION_NUMBER = {"type": "integer", "minimum": 1}
 
-class DatanetSerializer(serializers.ModelSerializer):
+
+class DatanetSerializer(StrictModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     current_version = serializers.SerializerMethodField()
-    domain_tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=10, required=False)
+    domain_tags = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=40), max_length=10, required=False
+    )
 
     class Meta:
         model = Datanet
@@ -29,7 +33,13 @@ class DatanetSerializer(serializers.ModelSerializer):
             "review_votes", "models_after_removal", "owner", "created_at", "updated_at", "current_version",
         ]  # fmt: skip
         read_only_fields = ["owner", "created_at", "updated_at"]
-        extra_kwargs = {"slug": {"required": False}}
+        extra_kwargs = {
+            # no uniqueness check here: services.create_datanet answers a taken address without telling
+            # that a private Datanet holds it
+            "slug": {"required": False, "validators": []},
+            "name": {"min_length": 1},
+            "licence": {"min_length": 1},
+        }
 
     def get_current_version(self, obj) -> dict | None:
         v = obj.current_version
@@ -39,7 +49,7 @@ class DatanetSerializer(serializers.ModelSerializer):
         if self.instance is not None:
             for frozen in ("slug", "schema"):
                 if frozen in attrs and attrs[frozen] != getattr(self.instance, frozen):
-                    raise ValidationError({frozen: "cannot change once the Datanet exists."})
+                    raise Conflict({frozen: "cannot change once the Datanet exists."})
         return attrs
 
 
@@ -109,8 +119,12 @@ class AccessRequestSerializer(serializers.ModelSerializer):
 
 
 class MemberSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = StrictCharField(min_length=1, max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberRequestSerializer(MemberSerializer):
+    role = serializers.ChoiceField(choices=[c for c in Role.choices if c[0] != Role.OWNER])  # one owner: the creator
 
 
 class VoteSerializer(serializers.Serializer):
@@ -123,11 +137,6 @@ class VersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = DatanetVersion
         fields = ["number", "size", "root", "created_at"]
-
-
-class ReadOnlyUnlessSignedIn(permissions.BasePermission):
-    def has_permission(self, request, view):
-        return request.method in permissions.SAFE_METHODS or request.user.is_authenticated
 
 
 def _call(fn, *args, **kwargs):
@@ -146,7 +155,7 @@ class DatanetViewSet(
     serializer_class = DatanetSerializer
     throttle_scope = ""  # per action: uploads and verify have rates of their own (settings.REST_FRAMEWORK)
     lookup_field = "slug"
-    permission_classes = [ReadOnlyUnlessSignedIn]
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]  # reads are public where access.py says
 
     def get_queryset(self):
         qs = readable_by(self.request.user) if self.action == "list" else visible_to(self.request.user)
@@ -183,8 +192,11 @@ class DatanetViewSet(
         """Contributions in any status, for validators (the moderation queue)."""
         datanet = self._datanet(Action.VALIDATE)
         qs = datanet.contributions.select_related("contributor").order_by("pk")
-        if request.query_params.get("status"):
-            qs = qs.filter(status=request.query_params["status"])
+        wanted = request.query_params.getlist("status")
+        if len(wanted) > 1 or (wanted and wanted[0] not in Contribution.Status.values):
+            raise ValidationError({"status": "Give one status: pending, accepted or rejected."})
+        if wanted:
+            qs = qs.filter(status=wanted[0])
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(ContributionSerializer(page, many=True).data)
 
@@ -228,8 +240,9 @@ class DatanetViewSet(
             raise NotFound()
         return Response(UploadSerializer(batch).data)
 
-    @extend_schema(request=AccessRequestSerializer, responses=AccessRequestSerializer(many=True))
-    @action(detail=True, methods=["get", "post"], url_path="access-requests")
+    @extend_schema(methods=["GET"], responses=AccessRequestSerializer(many=True))
+    @extend_schema(methods=["POST"], request=AccessRequestSerializer, responses={201: AccessRequestSerializer})
+    @action(detail=True, methods=["get", "post"], url_path="access-requests", pagination_class=None)
     def access_requests(self, request, slug=None):
         """GET: the owner sees every request, others their own. POST: ask for a role."""
         datanet = self._datanet(Action.SEE)
@@ -254,8 +267,13 @@ class DatanetViewSet(
         req = _call(services.decide_request, request.user, req, decision == "approve")
         return Response(AccessRequestSerializer(req).data)
 
-    @extend_schema(request=MemberSerializer, responses=MemberSerializer(many=True))
-    @action(detail=True, methods=["get", "post", "delete"])
+    @extend_schema(methods=["GET"], responses=MemberSerializer(many=True))
+    @extend_schema(methods=["POST"], request=MemberRequestSerializer, responses={201: MemberSerializer})
+    @extend_schema(
+        methods=["DELETE"], responses={204: None},
+        parameters=[OpenApiParameter("username", str, required=True, description="The member to remove.")],
+    )  # fmt: skip
+    @action(detail=True, methods=["get", "post", "delete"], pagination_class=None)
     def members(self, request, slug=None):
         """GET: the owner for anyone who may read the Datanet, every member and role for its members only;
         POST (set a role) and DELETE (?username=) for owners."""
@@ -267,25 +285,30 @@ class DatanetViewSet(
                 rows += [{"username": m.user.username, "role": m.role} for m in memberships]
             return Response(rows)
         datanet = self._datanet(Action.MANAGE)
-        username = request.data.get("username") if request.method == "POST" else request.query_params.get("username")
-        user = get_user_model().objects.filter(username=username or "").first()
+        if request.method == "POST":
+            body = MemberRequestSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            username = body.validated_data["username"]
+        else:
+            username = request.query_params.get("username")
+            if username is None:
+                raise ValidationError({"username": "Give the username of the member to remove: ?username=…"})
+        user = get_user_model().objects.filter(username=username).first()
         if user is None:
-            raise ValidationError({"username": f"No user named {username!r}."})
+            raise NotFound(f"No user named {username!r}.")
         if request.method == "DELETE":
             _call(services.remove_member, request.user, datanet, user)
             return Response(status=status.HTTP_204_NO_CONTENT)
-        body = MemberSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
         _call(services.set_member, request.user, datanet, user, body.validated_data["role"])
         return Response(body.validated_data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=VersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, slug=None):
         datanet = self._datanet(Action.READ)
         return Response(VersionSerializer(datanet.versions.all(), many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter("version", int, required=False)], responses=dict)
+    @extend_schema(parameters=[OpenApiParameter("version", VERSION_NUMBER, required=False)], responses={200: OBJECT})
     @action(detail=True, methods=["get"], url_path=r"records/(?P<record_id>\d+)/proof")
     def proof(self, request, slug=None, record_id=None):
         """Inclusion proof of a record in a version (default: the current one)."""
@@ -295,8 +318,8 @@ class DatanetViewSet(
         return Response(_call(services.inclusion, datanet, record, version))
 
     @extend_schema(
-        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=False)],
-        responses=dict,
+        parameters=[OpenApiParameter("from", VERSION_NUMBER, required=True), OpenApiParameter("to", VERSION_NUMBER)],
+        responses={200: OBJECT},
     )
     @action(detail=True, methods=["get"], url_path="versions/consistency")
     def consistency(self, request, slug=None):

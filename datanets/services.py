@@ -61,9 +61,10 @@ def require(user, action: Action, datanet: Datanet) -> None:
 
 
 def create_datanet(owner, *, name: str, slug: str = "", **fields) -> Datanet:
-    slug = slugify(slug or name)[:80]
-    if not slug:
-        raise DatanetError("Give the Datanet a name made of letters or digits.")
+    if slug and not slugify(slug):
+        raise DatanetError("An address is made of letters, digits, hyphens and underscores.")
+    # A name with no Latin letters or digits (“日本語”) gets an address of its own.
+    slug = slugify(slug or name)[:80] or f"datanet-{secrets.token_hex(3)}"
     if Datanet.objects.filter(slug=slug).exists():
         if visible_to(owner).filter(slug=slug).exists():
             raise DatanetError(f"The address “{slug}” is taken; choose another name or slug.", 409)
@@ -81,7 +82,7 @@ def set_member(by, datanet: Datanet, user, role: str) -> Membership:
     if role not in Role.values:
         raise DatanetError(f"Unknown role {role!r}.")
     if user.pk == datanet.owner_id:
-        raise DatanetError("The owner's role cannot be changed.")
+        raise DatanetError("The owner's role cannot be changed.", 409)
     membership, _ = Membership.objects.update_or_create(
         datanet=datanet, user=user, defaults={"role": role, "added_by": by}
     )
@@ -91,7 +92,7 @@ def set_member(by, datanet: Datanet, user, role: str) -> Membership:
 def remove_member(by, datanet: Datanet, user) -> None:
     require(by, Action.MANAGE, datanet)
     if user.pk == datanet.owner_id:
-        raise DatanetError("The owner cannot be removed.")
+        raise DatanetError("The owner cannot be removed.", 409)
     Membership.objects.filter(datanet=datanet, user=user).delete()
 
 

@@ -1,6 +1,8 @@
 """drf-spectacular's settings for the OpenAPI schema at /api/schema/ (read by settings.py)."""
 
 SPECTACULAR = {
+    # Every error answer each endpoint can give, in the schema (core/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.document_errors"],
     "TITLE": "ModelFactory API",
     "DESCRIPTION": "Datanets, training jobs and models. Authenticate with `Authorization: Bearer <API key>`.",
     "VERSION": "1",

@@ -15,12 +15,20 @@ from rest_framework.response import Response
 from attribution import retrieval
 from attribution.citations import stored_for
 from attribution.services import answer_influence, model_scores
-from core.api import ServiceError
+from core.api import OBJECT, ServiceError
 from datanets.access import visible_to
 from serving import chat, export
 from serving.models import Conversation, MergedExport
 from serving.registry import ModelNotFound, resolve, usable_models
 from training.models import TrainingJob
+
+CITATIONS_REQUEST = {
+    "application/json": {
+        "type": "object", "required": ["query"],
+        "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": "\\S"},
+                       "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}},
+    }
+}  # fmt: skip
 
 
 class ModelSerializer(serializers.Serializer):
@@ -49,7 +57,7 @@ class ModelViewSet(viewsets.ViewSet):
     def list(self, request):
         return Response(ModelSerializer(usable_models(request.user), many=True).data)
 
-    @extend_schema(responses=dict, parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)])
+    @extend_schema(responses={200: OBJECT}, parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
         ref = self._ref(pk)
         data = ModelSerializer(ref).data
@@ -72,7 +80,7 @@ class ModelViewSet(viewsets.ViewSet):
         loadable with PeftModel.from_pretrained as is."""
         ref = self._ref(pk)
         if not ref.adapter_path:
-            raise ValidationError({"model": "Base models are not exported here; use their Hugging Face id."})
+            raise NotFound("Base models have no export here; use their Hugging Face id.")
         if request.query_params.get("merged") in ("1", "true"):
             job = export.request_merge(request.user, ref.id)
             return Response(_export_status(job, request), status=200 if job.status == "succeeded" else 202)
@@ -80,7 +88,7 @@ class ModelViewSet(viewsets.ViewSet):
             export.adapter_zip(ref), as_attachment=True, filename=f"{ref.id}.zip", content_type="application/zip"
         )
 
-    @extend_schema(request=dict, responses=dict)
+    @extend_schema(request=CITATIONS_REQUEST, responses={200: OBJECT})
     @action(detail=True, methods=["post"], throttle_scope="citations")
     def citations(self, request, pk=None):
         """The records retrieved for {"query": "..."} from the Datanets this model was trained on,
@@ -90,7 +98,7 @@ class ModelViewSet(viewsets.ViewSet):
         if not isinstance(query, str) or not query.strip() or len(query) > 4000:
             raise ValidationError({"query": "Give a question of 1 to 4,000 characters."})
         k = request.data.get("k", 5)
-        if not isinstance(k, int) or not 1 <= k <= 20:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 20:
             raise ValidationError({"k": "k is a whole number from 1 to 20."})
         try:
             found = chat.find_sources(request.user, ref, query, k)
@@ -98,13 +106,13 @@ class ModelViewSet(viewsets.ViewSet):
             raise ServiceError(exc) from None
         return Response({"model": ref.id, "citations": found})
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECT})
     @action(detail=True, methods=["get"])
     def attribution(self, request, pk=None):
         """Training-side influence of each contribution on this model (records the caller may read)."""
         ref = self._ref(pk)
         if not ref.adapter_path:
-            raise ValidationError({"model": "Base models have no training attribution."})
+            raise NotFound("Base models have no training attribution.")
         job = TrainingJob.objects.get(pk=TrainingJob.pk_from_model_id(ref.id))
         return Response({"model": ref.id, **model_scores(request.user, job)})
 
@@ -129,7 +137,7 @@ class ExportViewSet(viewsets.ViewSet):
             raise NotFound("No such export.")
         return job
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECT})
     def retrieve(self, request, pk=None):
         return Response(_export_status(self._job(pk), request))
 
@@ -147,7 +155,6 @@ class ExportViewSet(viewsets.ViewSet):
                             content_type="application/zip")  # fmt: skip
 
 
-@extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
 class ConversationViewSet(viewsets.ViewSet):
     """The caller's conversations; each answer with its stored citations and influence."""
 
@@ -162,13 +169,13 @@ class ConversationViewSet(viewsets.ViewSet):
             out.append(data)
         return out
 
-    @extend_schema(operation_id="conversations_list", responses=dict)
+    @extend_schema(operation_id="conversations_list", responses={200: OBJECT})
     def list(self, request):
         rows = Conversation.objects.filter(user=request.user)[:200]
         return Response([{"id": c.pk, "model": c.model_id, "title": c.title, "updated": c.updated_at.isoformat()}
                          for c in rows])  # fmt: skip
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses={200: OBJECT}, parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
         conversation = Conversation.objects.filter(user=request.user, pk=int(pk) if str(pk).isdigit() else -1).first()
         if conversation is None:
