@@ -65,6 +65,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, not "yes", 1 or "on" (which DRF's BooleanField also takes): JSON bodies only."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class StrictSlugField(serializers.SlugField):
     def to_internal_value(self, data):
         if not isinstance(data, str):

@@ -46,12 +46,18 @@ def _requires_a_body(operation: dict, schemas: dict) -> bool:
         ref = schema.get("$ref", "")
         if ref.startswith("#/components/schemas/"):
             schema = schemas.get(ref.rsplit("/", 1)[1], {})
-        if schema.get("required"):
+        branches = schema.get("oneOf") or schema.get("anyOf") or [schema]
+        if all(isinstance(b, dict) and b.get("required") for b in branches):
             return True
     return False
 
 
 NO_NUL = "^[^\\u0000]*$"  # text fields refuse NUL characters (400), so the schema says so
+# What Python's str.strip() takes away (DRF trims text before checking it is not blank).
+_SPACE = (
+    "\\t\\n\\u000b\\u000c\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_SPACE}][^\\u0000]*$"  # and a required text has something besides spaces
 
 
 def _no_nul(schema) -> None:
@@ -62,7 +68,7 @@ def _no_nul(schema) -> None:
     if not isinstance(schema, dict):
         return
     if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & schema.keys()):
-        schema["pattern"] = NO_NUL
+        schema["pattern"] = NOT_BLANK if schema.get("minLength") else NO_NUL
     for key in ("properties", "items", "additionalProperties", "oneOf", "anyOf", "allOf"):
         value = schema.get(key)
         if isinstance(value, dict) and key == "properties":

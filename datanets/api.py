@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from core.api import OBJECT, Conflict, ServiceError, StrictCharField, StrictModelSerializer
+from core.api import OBJECT, Conflict, ServiceError, StrictBooleanField, StrictCharField, StrictModelSerializer
 from datanets import services, uploads
 from datanets.access import Action, can, get_for, readable_by, visible_to
 from datanets.models import AccessRequest, Contribution, Datanet, DatanetVersion, Membership, Role, UploadBatch
@@ -20,6 +20,8 @@ VERSION_NUMBER = {"type": "integer", "minimum": 1}
 
 
 class DatanetSerializer(StrictModelSerializer):
+    """A Datanet: its card, who decides on uploads, and its current version (number, size, Merkle root)."""
+
     owner = serializers.CharField(source="owner.username", read_only=True)
     current_version = serializers.SerializerMethodField()
     domain_tags = serializers.ListField(
@@ -127,10 +129,24 @@ class MemberRequestSerializer(MemberSerializer):
     role = serializers.ChoiceField(choices=[c for c in Role.choices if c[0] != Role.OWNER])  # one owner: the creator
 
 
+VOTE_REQUEST = {  # what VoteSerializer and the service check, as a schema: a rejection needs a reason
+    "application/json": {
+        "oneOf": [
+            {"type": "object", "required": ["vote"], "properties": {
+                "vote": {"type": "string", "enum": ["accept"]}, "reason": {"type": "string", "maxLength": 500},
+                "malicious": {"type": "boolean"}}},
+            {"type": "object", "required": ["vote", "reason"], "properties": {
+                "vote": {"type": "string", "enum": ["reject"]},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 500}, "malicious": {"type": "boolean"}}},
+        ]
+    }
+}  # fmt: skip
+
+
 class VoteSerializer(serializers.Serializer):
     vote = serializers.ChoiceField(choices=["accept", "reject"])
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    malicious = serializers.BooleanField(default=False)
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+    malicious = StrictBooleanField(default=False)
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -200,7 +216,7 @@ class DatanetViewSet(
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(ContributionSerializer(page, many=True).data)
 
-    @extend_schema(request=VoteSerializer, responses=ContributionSerializer)
+    @extend_schema(request=VOTE_REQUEST, responses=ContributionSerializer)
     @action(detail=True, methods=["post"], url_path=r"contributions/(?P<contribution_id>\d+)/validations")
     def validate_contribution(self, request, slug=None, contribution_id=None):
         datanet = self._datanet(Action.VALIDATE)
@@ -213,7 +229,15 @@ class DatanetViewSet(
         return Response(ContributionSerializer(row).data)
 
     @extend_schema(
-        request={"multipart/form-data": UploadRequestSerializer}, responses={201: UploadSerializer, 200: dict}
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={
+            201: UploadSerializer,
+            202: UploadSerializer,
+            200: OBJECT,
+            422: {  # a report, or why not
+                "anyOf": [{"$ref": "#/components/schemas/Upload"}, {"$ref": "#/components/schemas/Error"}]
+            },
+        },
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser], throttle_scope="uploads")
     def uploads(self, request, slug=None):

@@ -3,6 +3,7 @@
 SPECTACULAR = {
     # Every error answer each endpoint can give, in the schema (core/schema.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.document_errors"],
+    "COMPONENT_SPLIT_REQUEST": True,  # request bodies get components of their own (no read-only fields)
     "TITLE": "ModelFactory API",
     "DESCRIPTION": "Datanets, training jobs and models. Authenticate with `Authorization: Bearer <API key>`.",
     "VERSION": "1",
@@ -15,5 +16,12 @@ SPECTACULAR = {
         "JobStatusEnum": "core.jobs.JobStatus.choices",
         "ContributionStatusEnum": [("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
         "AccessRequestStatusEnum": [("pending", "Pending"), ("approved", "Approved"), ("denied", "Denied")],
+        "RoleEnum": [
+            ("viewer", "Viewer"),
+            ("contributor", "Contributor"),
+            ("validator", "Validator"),
+            ("owner", "Owner"),
+        ],
+        "GrantableRoleEnum": [("viewer", "Viewer"), ("contributor", "Contributor"), ("validator", "Validator")],
     },
 }

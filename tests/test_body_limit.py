@@ -67,3 +67,17 @@ def test_bodies_under_the_limit_pass(small_limit_url):
     host = urlparse(small_limit_url).netloc
     status, _ = raw(small_limit_url, f"GET /healthz/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
     assert status == 200
+
+
+def test_a_malformed_form_body_is_answered_by_the_app_in_words(live_url, user, make_datanet):
+    """daphne's Twisted would answer a multipart body it cannot parse itself (an empty 400); it is left to
+    Django, which answers with the field at fault."""
+    from accounts.services import create_api_key
+
+    datanet = make_datanet(owner=user)
+    _, key = create_api_key(user, "k")
+    host, body = urlparse(live_url).netloc, b"--b0undary--\r\n"
+    head = (f"POST /api/v1/datanets/{datanet.slug}/uploads/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    status, text = raw(live_url, head, [body])
+    assert status == 400 and json.loads(text) == {"file": ["No file was submitted."]}

@@ -9,7 +9,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from core.api import ServiceError
+from core.api import ServiceError, StrictCharField
 from datanets.access import trainable_by, visible_to
 from training import services
 from training.engine.config import DERIVED, KNOBS, PRESETS, Knob
@@ -103,19 +103,19 @@ FinetuneConfigSerializer = serializers.SerializerMetaclass(
 
 
 class StartSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    name = StrictCharField(max_length=120, required=False, allow_blank=True, default="")
     base_model = serializers.PrimaryKeyRelatedField(queryset=BaseModel.objects.filter(enabled=True))
     datanets = serializers.ListField(child=serializers.SlugField(), min_length=1, max_length=20)
     preset = serializers.ChoiceField(choices=[(p.name, p.choice_label) for p in PRESETS.values()], default="quick")
     config = FinetuneConfigSerializer(required=False, default=dict)
-    request_key = serializers.CharField(max_length=64, required=False, help_text="Idempotency key.")
+    request_key = StrictCharField(max_length=64, required=False, help_text="Idempotency key.")
 
     def validate_datanets(self, slugs):
         found = {d.slug: d for d in trainable_by(self.context["request"].user).filter(slug__in=slugs)}
         missing = [s for s in slugs if s not in found]
         if missing:
             raise serializers.ValidationError(f"No Datanet you may train on: {', '.join(missing)}.")
-        return [found[s] for s in slugs]
+        return [found[s] for s in dict.fromkeys(slugs)]  # one named twice is trained on once
 
 
 class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -119,7 +119,7 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
     existing = TrainingJob.objects.filter(owner=user, request_key=request_key).first()
     if existing:
         return existing
-    pins = check_start(user, base_model, datanets, cfg)
+    pins = check_start(user, base_model, list(dict.fromkeys(datanets)), cfg)  # each Datanet once
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
@@ -134,7 +134,10 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
                 )
             enqueue(job, "training.run_training")
     except IntegrityError:  # the same submission raced itself
-        return TrainingJob.objects.get(owner=user, request_key=request_key)
+        raced = TrainingJob.objects.filter(owner=user, request_key=request_key).first()
+        if raced is None:
+            raise TrainingError("The job could not be recorded; start it again.", None, 409) from None
+        return raced
     return job
 
 

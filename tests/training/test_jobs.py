@@ -249,3 +249,14 @@ def test_one_job_may_train_on_only_so_many_tokens(user, base_model, glossary, mo
     refused = api.post("/api/v1/training/jobs/", body, format="json")
     assert refused.status_code == 400 and not TrainingJob.objects.exists()
     assert "would train on up to 1,048,576,000,000 tokens" in refused.json()["max_steps"]
+
+
+def test_a_datanet_named_twice_is_trained_on_once(user, base_model, glossary, monkeypatch):
+    """Found by schemathesis: the same slug twice was a 500 (a second pin of the same Datanet)."""
+    monkeypatch.setattr("training.services.enqueue", lambda job, task: None)
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"base_model": base_model.pk, "datanets": ["glossary", "glossary"], "preset": "quick"}
+    created = api.post("/api/v1/training/jobs/", body, format="json")
+    assert created.status_code == 201, created.content
+    assert TrainingJob.objects.get().datasets.count() == 1
