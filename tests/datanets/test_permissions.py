@@ -91,7 +91,8 @@ def probe(action: str, datanet, client: Client) -> list[tuple[str, int, bytes]]:
                                 content_type="application/json")),
         ]  # fmt: skip
     elif action == "request":
-        calls = [("api", client.post(f"{api}/access-requests/", {"role": "validator", "message": "hi"}))]
+        body = json.dumps({"role": "validator", "message": "hi"})
+        calls = [("api", client.post(f"{api}/access-requests/", body, content_type="application/json"))]
     else:
         raise ValueError(action)
     out = []

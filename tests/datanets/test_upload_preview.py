@@ -107,7 +107,8 @@ def test_the_api_dry_run_stores_nothing_and_returns_the_preview(make_datanet):
     )  # fmt: skip
     assert stored.status_code == 201 and stored.json()["rows_added"] == 11
     assert "ready to train on" in stored.json()["next_steps"]
-    bad = client.post(url, {"file": upload_file("g.jsonl", b'{"a": 1}'), "dry_run": True, "columns": "[1]"})
+    bad = client.post(url, {"file": upload_file("g.jsonl", b'{"a": 1}'), "dry_run": True, "columns": "[1]"},
+                          format="multipart")  # fmt: skip
     assert bad.status_code == 400 and "columns" in bad.json()
 
 

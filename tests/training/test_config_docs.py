@@ -91,8 +91,8 @@ def test_the_form_fields_come_from_the_metadata():
 @pytest.mark.django_db
 def test_the_api_schema_describes_every_knob(client):
     schema = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
-    assert schema["Start"]["properties"]["config"] == {"$ref": "#/components/schemas/FinetuneConfig"}
-    config = schema["FinetuneConfig"]
+    assert schema["StartRequest"]["properties"]["config"] == {"$ref": "#/components/schemas/FinetuneConfigRequest"}
+    config = schema["FinetuneConfigRequest"]
     assert "required" not in config  # every setting is optional
     assert set(config["properties"]) == {k for k in KNOBS if k not in ("base_model", "schema")}
     for name, prop in config["properties"].items():

@@ -46,6 +46,8 @@ def test_the_form_and_a_job_page_fit_a_phone(page, live_url, user, base_model, g
     estimate = page.locator("#estimate")
     estimate.locator("strong").wait_for()  # asked for at once for the preselected Datanet
     assert "for 120 records" in estimate.inner_text() and "processor (CPU)" in estimate.inner_text()
+    limits = page.get_by_test_id("training-limits")  # the person's fair share, before they press Start
+    assert limits.is_visible() and "of training per 24 hours (used" in limits.inner_text()
     page.screenshot(path=str(ARTIFACTS / "training-form-phone.png"), full_page=True)
     assert page.evaluate(OVERFLOW) <= 0
     open_job(page, live_url, job)
