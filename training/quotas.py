@@ -88,7 +88,7 @@ def refusal(user, cfg: FinetuneConfig, records: int) -> Refusal | None:
 def _hours(seconds: float) -> str:
     if seconds < 5400:
         return f"{round(seconds / 60)} minutes"
-    return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 3600:.1f}".removesuffix(".0") + " hours"
 
 
 def fair_order(queued: list[TrainingJob]) -> list[TrainingJob]:
