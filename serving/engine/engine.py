@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from serving.engine.adapters import AdapterCache, AdapterError
+from serving.engine.detok import Detokenizer
 
 
 class GenerationError(ValueError):
@@ -129,7 +130,9 @@ class ServingEngine:
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         generators = [self._generator(r.params.seed, torch) for r in requests]
         produced = [[] for _ in requests]
-        texts = [""] * len(requests)
+        detoks = [Detokenizer(tok) for _ in requests]
+        texts = [""] * len(requests)  # given out so far (a tail that may become a stop sequence waits)
+        decoded = [""] * len(requests)  # all text of the produced tokens
         done = [False] * len(requests)
         configured = getattr(model.generation_config, "eos_token_id", None)
         eos = {tok.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
@@ -159,10 +162,8 @@ class ServingEngine:
                         continue
                     produced[i].append(token)
                     self.tokens_out += 1
-                    text = tok.decode(produced[i], skip_special_tokens=True)
-                    if len(produced[i]) < r.params.max_tokens:
-                        # A byte-level token can end mid-character: wait for the rest of it.
-                        text = text.rstrip("\ufffd")
+                    decoded[i] += detoks[i].add(token, final=len(produced[i]) >= r.params.max_tokens)
+                    text = decoded[i]
                     new, finish = self._apply_stop(text, texts[i], r.params.stop)
                     texts[i] = text if finish is None else texts[i] + new
                     if finish is None and len(produced[i]) >= r.params.max_tokens:
