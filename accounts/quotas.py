@@ -45,11 +45,6 @@ def limit_for_id(user_id, name: str) -> int | None:
     return getattr(settings, name) if user is None else limit(user, name)
 
 
-def limits(user) -> dict[str, int | None]:
-    """Every limit of this person, by name (for the pages that show them)."""
-    return {name: limit(user, name) for name in NAMES}
-
-
 def frees_after(spans: Iterable[tuple[datetime, datetime]], now: datetime, most: float) -> int:
     """Seconds until the time (or amount) counted in spans over the last day drops under `most`, if
     nothing new is added: spans leave the rolling window as it slides. At least a minute."""

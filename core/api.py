@@ -55,14 +55,22 @@ class Pagination(PageNumberPagination):
         return values[0]
 
 
-class StrictCharField(serializers.CharField):
-    """Text, and only text: DRF's CharField also takes a number and makes it a string; the schema says
+class _TextOnly:
+    """Text, and only text: DRF's text fields also take a number and make it a string; the schema says
     string, so a number is a 400 here."""
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictCharField(_TextOnly, serializers.CharField):
+    pass
+
+
+class StrictSlugField(_TextOnly, serializers.SlugField):
+    pass
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -72,13 +80,6 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
-
-
-class StrictSlugField(serializers.SlugField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StrictModelSerializer(serializers.ModelSerializer):

@@ -34,20 +34,14 @@ def check_bytes(user, size: int) -> None:
         )  # fmt: skip
 
 
-def rows_left(user) -> int | None:
-    """Records this person may still add in the rolling day (None: no limit)."""
-    most = quotas.limit(user, "UPLOAD_ROWS_PER_DAY")
-    if most is None:
-        return None
-    return max(0, most - (_recent(user).aggregate(n=Sum("rows_added"))["n"] or 0))
-
-
 def check_rows(user, new: int) -> None:
     """Refuse storing `new` records past UPLOAD_ROWS_PER_DAY (429, Retry-After): nothing is stored."""
-    left = rows_left(user)
-    if left is None or new <= left:
-        return
     most = quotas.limit(user, "UPLOAD_ROWS_PER_DAY")
+    if most is None:
+        return
+    left = max(0, most - (_recent(user).aggregate(n=Sum("rows_added"))["n"] or 0))
+    if new <= left:
+        return
     stamps = list(_recent(user).filter(rows_added__gt=0).values_list("created_at", "rows_added"))
     wait = quotas.first_leaves([t for t, _ in stamps], timezone.now(), [n for _, n in stamps], most - new + 1)
     raise DatanetError(

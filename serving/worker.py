@@ -20,7 +20,9 @@ from core import rpc
 
 log = logging.getLogger("serving.worker")
 MAX_BATCH = int(os.environ.get("SERVING_MAX_BATCH", "8"))
-MAX_LOOK = 512  # requests looked at to fill one batch fairly
+# Requests looked at to fill one batch fairly: with CHAT_MAX_CONCURRENT answers per person, 8 batches
+# worth sees at least 16 people.
+MAX_LOOK = 8 * MAX_BATCH
 # Threads torch uses in this process (0: torch's default, one per core). On a box shared with other busy
 # processes, fewer threads than cores keep decoding steady (issue 14 measured 380 vs 30-50 tokens/s).
 THREADS = int(os.environ.get("SERVING_THREADS", "0"))
@@ -31,6 +33,7 @@ class Worker:
         self.conn, self.line = conn, line
         self.max_adapters, self.max_adapter_bytes = max_adapters, max_adapter_bytes
         self.engines: dict = {}
+        self.parsed: dict[bytes, dict] = {}  # requests put back in the line, already parsed
         self.stopping = False
 
     def stop(self, signum=None, frame=None) -> None:
@@ -58,7 +61,9 @@ class Worker:
             if more is None:
                 break
             waiting.append(more)
-        batch, rest = fair_batch([json.loads(raw) for raw in waiting], MAX_BATCH)
+        requests = [self.parsed.get(raw) or json.loads(raw) for raw in waiting]
+        batch, rest = fair_batch(requests, MAX_BATCH)
+        self.parsed = {waiting[i]: requests[i] for i in rest}  # each request is parsed once
         if rest:  # rpush puts the last value at the front: the oldest must go last
             self.conn.rpush(self.line.requests, *[waiting[i] for i in reversed(rest)])
         return batch

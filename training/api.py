@@ -115,7 +115,7 @@ class StartSerializer(serializers.Serializer):
         missing = [s for s in slugs if s not in found]
         if missing:
             raise serializers.ValidationError(f"No Datanet you may train on: {', '.join(missing)}.")
-        return [found[s] for s in dict.fromkeys(slugs)]  # one named twice is trained on once
+        return [found[s] for s in dict.fromkeys(slugs)]  # one named twice is trained on (and counted) once
 
 
 class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

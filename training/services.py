@@ -119,7 +119,7 @@ def start_job(user, *, name: str, base_model: BaseModel, datanets, cfg: Finetune
     existing = TrainingJob.objects.filter(owner=user, request_key=request_key).first()
     if existing:
         return existing
-    pins = check_start(user, base_model, list(dict.fromkeys(datanets)), cfg)  # each Datanet once
+    pins = check_start(user, base_model, datanets, cfg)
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
