@@ -66,6 +66,8 @@ class Worker:
         self.parsed = {waiting[i]: requests[i] for i in rest}  # each request is parsed once
         if rest:  # rpush puts the last value at the front: the oldest must go last
             self.conn.rpush(self.line.requests, *[waiting[i] for i in reversed(rest)])
+        log.info("took %d of %d waiting request(s), for people %s", len(batch), len(waiting),
+                 sorted({str(r.get("user", "")) for r in batch}))  # fmt: skip
         return batch
 
     def publish(self, request_id: str, event: dict) -> None:
