@@ -265,6 +265,12 @@ class TrainingProgress:
         if self.on_progress:
             self.on_progress(point)
 
+    def check_cancel(self, state, control) -> None:
+        if not self.cancelled and self.should_cancel and self.should_cancel():
+            self.cancelled = True
+            control.should_training_stop = True
+            self.say(f"cancelled at step {state.global_step}")
+
     def as_callback(self, base):
         progress = self
 
@@ -277,12 +283,10 @@ class TrainingProgress:
                 logs = logs or {}
                 if "loss" in logs or "eval_loss" in logs:
                     progress.report(state, logs)
+                    progress.check_cancel(state, control)  # again once the step is visible as reported
 
             def on_step_end(self, args, state, control, **kw):
-                if progress.should_cancel and progress.should_cancel():
-                    progress.cancelled = True
-                    control.should_training_stop = True
-                    progress.say(f"cancelled at step {state.global_step}")
+                progress.check_cancel(state, control)
 
             def on_save(self, args, state, control, **kw):
                 path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
