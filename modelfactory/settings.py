@@ -11,15 +11,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import (
-    database_config,
-    env_bool,
-    env_int,
-    env_list,
-    env_str,
-    env_url,
-    redis_urls,
-)
+from core.env import database_config, env_bool, env_choice, env_int, env_list, env_str, env_url, redis_urls
 from modelfactory.schema_settings import SPECTACULAR
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -319,9 +311,13 @@ TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
 # How often every worker looks for RUNNING jobs whose worker died and queues them again.
 TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
-# Serving: adapters kept resident per base model in each serving worker.
+# Serving: adapters kept resident per base model; the backend is "builtin" (continuous batching in the
+# serving worker; KV cache bytes 0 = sized by free memory) or "vllm" (vLLM's server at VLLM_URL).
 SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)
 SERVING_MAX_ADAPTER_BYTES = env_int("SERVING_MAX_ADAPTER_BYTES", 2 << 30, minimum=1 << 20)
+SERVING_KV_CACHE_BYTES = env_int("SERVING_KV_CACHE_BYTES", 0, minimum=0) or None
+SERVING_BACKEND = env_choice("SERVING_BACKEND", "builtin", ("builtin", "vllm"))
+VLLM_URL = env_url("VLLM_URL", "http://127.0.0.1:8100", schemes=("http", "https")).rstrip("/")
 
 # Fair share per person (accounts/quotas.py: staff are exempt and set other limits per person in the admin).
 TRAINING_MAX_ACTIVE_JOBS = env_int("TRAINING_MAX_ACTIVE_JOBS", 3, minimum=1)  # jobs waiting or running

@@ -9,154 +9,144 @@ never import torch; more workers on more GPUs share the same request list.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import signal
 import sys
-import time
 
 from core import rpc
 
 log = logging.getLogger("serving.worker")
-MAX_BATCH = int(os.environ.get("SERVING_MAX_BATCH", "8"))
-# Requests looked at to fill one batch fairly: with CHAT_MAX_CONCURRENT answers per person, 8 batches
-# worth sees at least 16 people.
-MAX_LOOK = 8 * MAX_BATCH
+# Rows decoded together at most (0: as many as the KV cache memory allows, up to 256).
+MAX_BATCH = int(os.environ.get("SERVING_MAX_BATCH", "0")) or 256
+# Requests this worker holds at once (running or waiting in its backend); the rest stay in Redis for
+# other workers. Fair admission between people happens among the ones held.
+MAX_IN_FLIGHT = int(os.environ.get("SERVING_MAX_IN_FLIGHT", "0")) or max(64, 2 * min(MAX_BATCH, 256))
 # Threads torch uses in this process (0: torch's default, one per core). On a box shared with other busy
 # processes, fewer threads than cores keep decoding steady (issue 14 measured 380 vs 30-50 tokens/s).
 THREADS = int(os.environ.get("SERVING_THREADS", "0"))
+CANCEL_POLL = 0.1  # seconds between checks of the cancel keys of the requests in flight
 
 
 class Worker:
-    def __init__(self, conn, line: rpc.Line, max_adapters: int, max_adapter_bytes: int):
-        self.conn, self.line = conn, line
-        self.max_adapters, self.max_adapter_bytes = max_adapters, max_adapter_bytes
-        self.engines: dict = {}
-        self.parsed: dict[bytes, dict] = {}  # requests put back in the line, already parsed
+    """Takes requests from Redis, hands them to a backend (serving/engine/backend.py), relays events."""
+
+    def __init__(self, conn, line: rpc.Line, backend, max_in_flight: int = MAX_IN_FLIGHT):
+        self.conn, self.line, self.backend = conn, line, backend  # conn: a redis.asyncio client
+        self.max_in_flight = max_in_flight
+        self.tasks: dict[str, asyncio.Task] = {}
         self.stopping = False
 
     def stop(self, signum=None, frame=None) -> None:
         self.stopping = True
 
-    def run(self) -> None:
-        log.info("serving worker ready (pid %s)", os.getpid())
+    async def run(self) -> None:
+        await self.backend.start()
+        watcher = asyncio.create_task(self.watch_cancels())
+        log.info("serving worker ready (pid %s, backend %s)", os.getpid(), self.backend.name)
         print("serving worker ready", flush=True)
-        while not self.stopping:
-            batch = self.take_batch()
-            if batch:
-                self.serve(batch)
+        try:
+            while not self.stopping:
+                jobs = await self.take()
+                with self.backend.intake():  # queued together, so admission sees them together
+                    for job in jobs:
+                        self.start(job)
+        finally:
+            watcher.cancel()
+            await self.backend.close()
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
-    def take_batch(self) -> list[dict]:
-        """The next batch, fair across people: everything waiting is looked at (up to MAX_LOOK), the
-        batch is filled round-robin over the people waiting for the oldest request's base model, and the
-        rest goes back to the front of the line in its order. A person with many requests waiting does
-        not hold back another's first by more than the batch already running."""
-        item = self.conn.brpop(self.line.requests, timeout=1)
+    async def take(self) -> list[dict]:
+        """Waiting requests, oldest first, as many as this worker has room for (the rest stay queued)."""
+        room = self.max_in_flight - len(self.tasks)
+        if room <= 0:
+            await asyncio.sleep(0.02)
+            return []
+        item = await self.conn.brpop([self.line.requests], timeout=1)
         if item is None:
             return []
-        waiting = [item[1]]
-        while len(waiting) < MAX_LOOK:
-            more = self.conn.rpop(self.line.requests)
+        raws = [item[1]]
+        while len(raws) < room:
+            more = await self.conn.rpop(self.line.requests)
             if more is None:
                 break
-            waiting.append(more)
-        requests = [self.parsed.get(raw) or json.loads(raw) for raw in waiting]
-        batch, rest = fair_batch(requests, MAX_BATCH)
-        self.parsed = {waiting[i]: requests[i] for i in rest}  # each request is parsed once
-        if rest:  # rpush puts the last value at the front: the oldest must go last
-            self.conn.rpush(self.line.requests, *[waiting[i] for i in reversed(rest)])
-        log.info("took %d of %d waiting request(s), for people %s", len(batch), len(waiting),
-                 sorted({str(r.get("user", "")) for r in batch}))  # fmt: skip
-        return batch
+            raws.append(more)
+        return [json.loads(raw) for raw in raws]
 
-    def publish(self, request_id: str, event: dict) -> None:
-        rpc.publish(self.conn, self.line, request_id, event)
-
-    def engine_for(self, base: str):
-        from serving.engine import ServingEngine
-
-        if base not in self.engines:
-            self.engines[base] = ServingEngine(
-                base, max_adapters=self.max_adapters, max_adapter_bytes=self.max_adapter_bytes
-            )
-        return self.engines[base]
-
-    def requests_of(self, batch: list[dict]) -> list:
+    def start(self, job: dict) -> None:
         from serving.engine import GenerationError, GenerationParams, Request
 
-        requests = []
-        for job in batch:
-            try:
-                params = GenerationParams(**job["params"])
-                requests.append(
-                    Request(job["id"], job["messages"], job.get("adapter"), job.get("adapter_path"), params)
-                )
-            except (GenerationError, TypeError) as exc:
-                self.publish(job["id"], {"type": "error", "status": 400, "message": str(exc)})
-        return requests
-
-    def serve(self, batch: list[dict]) -> None:
-        from serving.engine import AdapterError, GenerationError
-
-        requests = self.requests_of(batch)
-        if not requests:
-            return
-        if batch[0]["base"] not in self.engines:  # the first request for a base waits for its load
-            for r in requests:
-                self.publish(r.id, {"type": "status", "status": "loading"})
         try:
-            self.generate(self.engine_for(batch[0]["base"]), requests)
-        except (AdapterError, GenerationError) as exc:
-            for r in requests:
-                self.publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
-        except Exception as exc:  # keep serving the next requests; the callers get an answer
-            log.exception("batch failed")
-            for r in requests:
-                self.publish(r.id, {"type": "error", "status": 503, "message": f"The model server failed: {exc}"})
-
-    def generate(self, engine, requests: list) -> None:
-        from serving.engine import GenerationError
-
-        valid = []
-        for r in requests:
-            try:
-                engine.check(r)
-                valid.append(r)
-            except GenerationError as exc:
-                self.publish(r.id, {"type": "error", "status": 400, "message": str(exc)})
-        if not valid:
+            params = GenerationParams(**job["params"])
+            request = Request(job["id"], job["messages"], job.get("adapter"), job.get("adapter_path"), params)
+        except (GenerationError, TypeError, KeyError) as exc:
+            self.tasks[job.get("id", "")] = asyncio.create_task(self.refuse(job.get("id", ""), exc))
             return
-        started = time.perf_counter()
-        for event in engine.stream(valid, cancelled=lambda rid: rpc.cancelled(self.conn, self.line, rid)):
-            self.publish(event.request_id, _event_payload(event))
-        log.info("served %d request(s) in %.2fs; %s", len(valid), time.perf_counter() - started, engine.metrics())
+        stream = self.backend.generate(request, str(job.get("user", "")), job["base"])
+        self.tasks[request.id] = asyncio.create_task(self.relay(request.id, stream))
 
+    async def refuse(self, request_id: str, exc: Exception) -> None:
+        try:
+            await self.publish(request_id, {"type": "error", "status": 400, "message": str(exc)})
+        finally:
+            self.tasks.pop(request_id, None)
 
-def fair_batch(waiting: list[dict], cap: int) -> tuple[list[dict], list[int]]:
-    """(batch, indexes of `waiting` left for later). `waiting` is oldest first; the batch takes requests
-    for the oldest one's base model, one per person in turn (people in the order of their oldest
-    request), until `cap`."""
-    base = waiting[0]["base"]
-    queues: dict[str, list[int]] = {}
-    for i, job in enumerate(waiting):
-        if job["base"] == base:
-            queues.setdefault(str(job.get("user", "")), []).append(i)
-    taken: list[int] = []
-    while len(taken) < cap and any(queues.values()):
-        for person in list(queues):
-            if queues[person] and len(taken) < cap:
-                taken.append(queues[person].pop(0))
-    chosen = set(taken)
-    return [waiting[i] for i in taken], [i for i in range(len(waiting)) if i not in chosen]
+    async def relay(self, request_id: str, stream) -> None:
+        try:
+            async for event in stream:
+                await self.publish(request_id, _event_payload(event))
+        except Exception:  # a lost Redis connection: the caller times out with a clear message
+            log.exception("could not relay %s", request_id)
+        finally:
+            self.tasks.pop(request_id, None)
+
+    async def publish(self, request_id: str, event: dict) -> None:
+        await self.conn.publish(self.line.events_channel(request_id), json.dumps(event))
+
+    async def watch_cancels(self) -> None:
+        """Callers that went away leave a cancel key; the backend drops their requests between steps."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL)
+            ids = list(self.tasks)
+            if not ids:
+                continue
+            try:
+                flags = await self.conn.mget([self.line.cancel_key(i) for i in ids])
+            except Exception:
+                log.exception("could not read cancel keys")
+                continue
+            for request_id, flag in zip(ids, flags, strict=True):
+                if flag:
+                    self.backend.cancel(request_id)
 
 
 def _event_payload(event) -> dict:
+    from serving.engine import AdapterError, GenerationError
+
+    if event.status:
+        return {"type": "status", "status": event.status}
+    if event.finish_reason == "error":
+        status = 400 if isinstance(event.error, (AdapterError, GenerationError)) else 503
+        return {"type": "error", "status": status, "message": str(event.error)}
     if not event.finish_reason:
         return {"type": "token", "text": event.text}
     usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
              "total_tokens": event.prompt_tokens + event.completion_tokens}  # fmt: skip
     return {"type": "done", "text": event.text, "finish_reason": event.finish_reason, "usage": usage}
+
+
+def backend_from(settings):
+    """The backend SERVING_BACKEND names: "builtin" (the default) or "vllm" (at VLLM_URL)."""
+    if settings.SERVING_BACKEND == "vllm":
+        from serving.engine.vllm import VllmBackend
+
+        return VllmBackend(settings.VLLM_URL, settings.SERVING_MAX_ADAPTERS, settings.SERVING_MAX_ADAPTER_BYTES)
+    from serving.engine.builtin import BuiltinBackend
+
+    return BuiltinBackend(settings.SERVING_MAX_ADAPTERS, settings.SERVING_MAX_ADAPTER_BYTES, max_batch=MAX_BATCH,
+                          kv_cache_bytes=settings.SERVING_KV_CACHE_BYTES)  # fmt: skip
 
 
 def main() -> int:
@@ -170,19 +160,18 @@ def main() -> int:
         torch.set_num_threads(THREADS)
         log.info("serving worker uses %d torch thread(s)", THREADS)
     import redis
+    import redis.asyncio as aioredis
     from django.conf import settings
 
     from attribution import retrieval_worker
     from serving.client import LINE
 
-    # Retrieval for citations runs beside generation, so a long batch never delays the sources.
+    # Retrieval for citations runs beside generation, so a long answer never delays the sources.
     retrieval_stopping = retrieval_worker.start(redis.Redis.from_url(rpc.redis_url()))
-    worker = Worker(
-        redis.Redis.from_url(rpc.redis_url()), LINE, settings.SERVING_MAX_ADAPTERS, settings.SERVING_MAX_ADAPTER_BYTES
-    )
+    worker = Worker(aioredis.Redis.from_url(rpc.redis_url()), LINE, backend_from(settings))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    worker.run()
+    asyncio.run(worker.run())
     retrieval_stopping.set()
     log.info("serving worker stopped")
     return 0

@@ -28,6 +28,10 @@ class AdapterError(RuntimeError):
     """An adapter that cannot be served; the message says why."""
 
 
+class AdapterBusy(AdapterError):
+    """No room now: every resident adapter is in use by running requests. Waiting helps."""
+
+
 @dataclass
 class Resident:
     name: str
@@ -189,7 +193,7 @@ class AdapterCache:
         ):
             victim = next((n for n in self.resident if n not in pinned), None)
             if victim is None:
-                raise AdapterError("Every resident adapter is in use; retry in a moment.")
+                raise AdapterBusy("Every resident adapter is in use; retry in a moment.")
             self.evict(victim)
 
     def evict(self, name: str) -> None:

@@ -2,8 +2,9 @@
 
 Requests for different adapters share a batch: each row picks its adapter's
 slot in the bank (serving/engine/adapters.py), the base model's rows pick none.
-The decode loop is ours so each row keeps its own sampling settings, seed, stop
-sequences and token budget, and tokens stream out as they are produced.
+The decode loop is ours (serving/engine/batcher.py: continuous batching) so each
+row keeps its own sampling settings, seed, stop sequences and token budget, rows
+join and leave between steps, and tokens stream out as they are produced.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from serving.engine.adapters import AdapterCache, AdapterError
-from serving.engine.detok import Detokenizer
+from serving.engine.adapters import AdapterCache
 
 
 class GenerationError(ValueError):
@@ -53,13 +53,16 @@ class Request:
 class Event:
     request_id: str
     text: str = ""
-    finish_reason: str | None = None  # "stop", "length" or "cancelled" on the last event
+    finish_reason: str | None = None  # "stop", "length", "cancelled" or "error" on the last event
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    error: Exception | None = None  # why, when finish_reason is "error"
+    status: str | None = None  # "loading" while a base model loads for this request
 
 
 class ServingEngine:
-    def __init__(self, base: str, max_adapters: int = 16, max_adapter_bytes: int = 2 << 30, device: str | None = None):
+    def __init__(self, base: str, max_adapters: int = 16, max_adapter_bytes: int = 2 << 30, device: str | None = None,
+                 max_batch: int = 256, kv_cache_bytes: int | None = None):  # fmt: skip
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,7 +74,12 @@ class ServingEngine:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).to(self.device).eval()
         self.context_length = getattr(model.config, "max_position_embeddings", 2048)
         self.cache = AdapterCache(model, max_adapters, max_adapter_bytes)
-        self.lock = threading.Lock()  # one batch at a time on this model
+        self.lock = threading.Lock()  # one batcher steps this model at a time
+        configured = getattr(model.generation_config, "eos_token_id", None)
+        self.eos = {self.tokenizer.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
+        self.kv_bytes_per_token = kv_bytes_per_token(model.config, dtype)
+        self.kv_cache_bytes = kv_cache_bytes or default_kv_cache_bytes(self.device)
+        self.max_batch = max_batch
         self.tokens_out = 0
         self.busy_seconds = 0.0
 
@@ -97,88 +105,30 @@ class ServingEngine:
 
     # --- generation --------------------------------------------------------------------
 
+    def batcher(self, max_batch: int | None = None, on_admit=None):
+        """A continuous batcher on this model (serving/engine/batcher.py); one runs at a time."""
+        from serving.engine.batcher import Batcher
+
+        return Batcher(self, max_batch or self.max_batch, self.kv_cache_bytes, on_admit)
+
     def stream(self, requests: list[Request], cancelled=lambda request_id: False) -> Iterator[Event]:
-        """Generate for a batch of requests (any mix of adapters); yields text as it is decoded."""
-        import torch
-
-        prompts = [self.check(r) for r in requests]
-        with self.lock:
-            slots = self._prepare_adapters(requests)
-            start = time.perf_counter()
-            self.cache.bank.set_rows(slots)
-            try:
-                yield from self._decode(requests, prompts, cancelled, torch)
-            finally:
-                self.cache.bank.set_rows(None)
-                self.busy_seconds += time.perf_counter() - start
-
-    def _prepare_adapters(self, requests: list[Request]) -> list[int]:
-        """The bank slot of each row's adapter, loading missing ones (never evicting this batch's)."""
-        wanted = {r.adapter for r in requests if r.adapter}
+        """Generate for `requests` (any mix of adapters), all admitted at once where memory allows;
+        yields text as it is decoded. Raises the first request's error (GenerationError, AdapterError)."""
+        batcher = self.batcher(max_batch=len(requests))
         for r in requests:
-            if r.adapter:
-                if not r.adapter_path:
-                    raise AdapterError(f"No stored adapter for {r.adapter!r}.")
-                self.cache.ensure(r.adapter, r.adapter_path, pinned=wanted)
-        return [self.cache.slot_of(r.adapter) for r in requests]
-
-    def _decode(self, requests, prompts, cancelled, torch):
-        model, tok = self.cache.model, self.tokenizer
-        width = max(len(p) for p in prompts)
-        pad = tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)  # (B, T) left-padded
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        generators = [self._generator(r.params.seed, torch) for r in requests]
-        produced = [[] for _ in requests]
-        detoks = [Detokenizer(tok) for _ in requests]
-        texts = [""] * len(requests)  # given out so far (a tail that may become a stop sequence waits)
-        decoded = [""] * len(requests)  # all text of the produced tokens
-        done = [False] * len(requests)
-        configured = getattr(model.generation_config, "eos_token_id", None)
-        eos = {tok.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
-        past, step_input = None, ids
-        budget = max(r.params.max_tokens for r in requests)
-        with torch.no_grad():
-            for _ in range(budget):
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_input.shape[1] :]
-                out = model(input_ids=step_input, attention_mask=mask, position_ids=positions,
-                            past_key_values=past, use_cache=True)  # fmt: skip
-                past = out.past_key_values
-                logits = out.logits[:, -1, :].float()  # (B, V)
-                next_ids = [
-                    self._sample(logits[i], requests[i].params, generators[i], torch) for i in range(len(requests))
-                ]
-                for i, r in enumerate(requests):
-                    if done[i]:
-                        continue
+            batcher.submit(r)
+        with self.lock:
+            while batcher.busy:
+                for r in requests:
                     if cancelled(r.id):
-                        done[i] = True
-                        yield self._event(r, prompts[i], produced[i], "", "cancelled")
-                        continue
-                    token = next_ids[i]
-                    if token in eos:
-                        done[i] = True
-                        yield self._event(r, prompts[i], produced[i], "", "stop")
-                        continue
-                    produced[i].append(token)
-                    self.tokens_out += 1
-                    decoded[i] += detoks[i].add(token, final=len(produced[i]) >= r.params.max_tokens)
-                    text = decoded[i]
-                    new, finish = self._apply_stop(text, texts[i], r.params.stop)
-                    texts[i] = text if finish is None else texts[i] + new
-                    if finish is None and len(produced[i]) >= r.params.max_tokens:
-                        finish = "length"
-                    if finish:
-                        done[i] = True
-                    if new or finish:
-                        yield self._event(r, prompts[i], produced[i], new, finish)
-                if all(done):
-                    return
-                step_input = torch.tensor([[t] for t in next_ids], device=self.device)
-                mask = torch.cat([mask, torch.ones((len(requests), 1), dtype=mask.dtype, device=self.device)], dim=1)
+                        batcher.cancel(r.id)
+                for event in batcher.step():
+                    if event.error is not None:
+                        raise event.error
+                    yield event
 
     @staticmethod
-    def _apply_stop(text: str, previous: str, stops: list[str]) -> tuple[str, str | None]:
+    def apply_stop(text: str, previous: str, stops: list[str]) -> tuple[str, str | None]:
         """(new text to emit, "stop" if a stop sequence appeared)."""
         for stop in stops:
             at = text.find(stop)
@@ -190,17 +140,17 @@ class ServingEngine:
         return (text[len(previous) : safe] if safe > len(previous) else ""), None
 
     @staticmethod
-    def _event(r: Request, prompt: list[int], produced: list[int], text: str, finish: str | None) -> Event:
-        return Event(r.id, text, finish, len(prompt), len(produced))
+    def generator(seed):
+        import torch
 
-    @staticmethod
-    def _generator(seed, torch):
         g = torch.Generator()
         g.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         return g
 
     @staticmethod
-    def _sample(logits, params: GenerationParams, generator, torch) -> int:
+    def sample(logits, params: GenerationParams, generator) -> int:
+        import torch
+
         if params.temperature == 0:
             return int(logits.argmax())
         probs = torch.softmax(logits / params.temperature, dim=-1)
@@ -223,4 +173,29 @@ class ServingEngine:
             "load_ms_p50": loads[len(loads) // 2] if loads else None,
             "tokens_out": self.tokens_out,
             "tokens_per_second": self.tokens_out / self.busy_seconds if self.busy_seconds else None,
+            "kv_cache_bytes": self.kv_cache_bytes,
         }
+
+
+def kv_bytes_per_token(config, dtype) -> int:
+    """KV cache bytes one token takes in one row: keys and values of every layer."""
+    text = getattr(config, "text_config", None) or config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return 2 * text.num_hidden_layers * kv_heads * head_dim * dtype.itemsize
+
+
+def default_kv_cache_bytes(device: str) -> int:
+    """Memory the batch's KV cache may use: 80% of the GPU's free memory after the model loaded, or a
+    quarter of the host's available memory (at most 8 GiB) on CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0] * 0.8)
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return min(info["MemAvailable"] // 4, 8 << 30)
+    except (OSError, KeyError, ValueError):
+        return 1 << 30

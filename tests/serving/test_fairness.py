@@ -1,15 +1,17 @@
-"""The serving worker shares its batches fairly between people: one person's many waiting requests
-do not hold back another's first by more than the batch already running. And chat tokens per minute
+"""The serving worker shares its batch fairly between people: one person's many waiting requests do not
+hold back another's first by more than the step already running. And chat tokens per minute
 are limited per person (429 with Retry-After on /v1, a sentence in the chat)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -20,7 +22,7 @@ from accounts.services import create_api_key
 from core import rpc
 from serving import limits
 from serving.client import LINE
-from serving.worker import Worker, fair_batch
+from serving.worker import Worker
 from tests.helpers import ARTIFACTS, wait_until
 from training.models import TrainingJob
 
@@ -31,27 +33,27 @@ def req(user: str, n: int, base: str = "tiny") -> dict:
     return {"id": f"{user}{n}", "user": user, "base": base}
 
 
-def test_a_batch_takes_people_in_turn():
-    waiting = [req("a", i) for i in range(16)] + [req("b", 0)]
-    batch, rest = fair_batch(waiting, 8)
-    assert [r["id"] for r in batch] == ["a0", "b0", "a1", "a2", "a3", "a4", "a5", "a6"]
-    assert [waiting[i]["id"] for i in rest] == [f"a{i}" for i in range(7, 16)]  # in their order
-    other_base = [req("a", 0), req("b", 0, base="big"), req("c", 0)]
-    batch, rest = fair_batch(other_base, 8)  # one base model per batch: the oldest request's
-    assert [r["id"] for r in batch] == ["a0", "c0"] and rest == [1]
+def test_the_worker_takes_what_it_has_room_for_and_leaves_the_rest_queued_in_order():
+    import redis.asyncio as aioredis
 
-
-def test_the_worker_takes_fair_batches_from_redis_and_keeps_the_rest_in_order():
     conn = redis.Redis.from_url(rpc.redis_url())
     line = rpc.Line(prefix="fair-test", requests=f"fair-test:{uuid.uuid4().hex}")
-    worker = Worker(conn, line, max_adapters=1, max_adapter_bytes=1 << 20)
+    for r in [req("a", i) for i in range(5)]:
+        conn.lpush(line.requests, json.dumps(r))  # as callers do: newest on the left
+
+    async def take_twice():
+        worker = Worker(aioredis.Redis.from_url(rpc.redis_url()), line, backend=None, max_in_flight=3)
+        first = await worker.take()
+        worker.tasks = {r["id"]: None for r in first}  # all three still running
+        full = await worker.take()
+        worker.tasks = {}
+        return first, full, await worker.take()
+
     try:
-        for r in [req("a", i) for i in range(16)] + [req("b", 0)]:
-            conn.lpush(line.requests, json.dumps(r))  # as callers do: newest on the left
-        assert [r["id"] for r in worker.take_batch()] == ["a0", "b0"] + [f"a{i}" for i in range(1, 7)]
-        assert [r["id"] for r in worker.take_batch()] == [f"a{i}" for i in range(7, 15)]
-        assert [r["id"] for r in worker.take_batch()] == ["a15"]
-        assert conn.llen(line.requests) == 0
+        with ThreadPoolExecutor(1) as pool:  # a loop of its own (a test before may have left one running)
+            first, full, rest = pool.submit(asyncio.run, take_twice()).result()
+        assert [r["id"] for r in first] == ["a0", "a1", "a2"] and full == []
+        assert [r["id"] for r in rest] == ["a3", "a4"] and conn.llen(line.requests) == 0
     finally:
         conn.delete(line.requests)
 
@@ -60,9 +62,9 @@ def test_the_worker_takes_fair_batches_from_redis_and_keeps_the_rest_in_order():
 def test_another_persons_first_answer_is_not_held_behind_someone_elses_queue(
     live_url, serving_worker, model_setup, make_user
 ):
-    """Real daphne and serving worker (batches of 8). The worker is paused while A sends 16 requests and
-    then B one, so all 17 wait at once; the first batch it takes holds B's request beside 7 of A's
-    (first come, first served would put B after all 16, in the third batch)."""
+    """Real daphne and serving worker (at most 8 rows decoded together). The worker is paused while A
+    sends 16 requests and then B one, so all 17 wait at once; the first 8 it admits hold B's request
+    beside 7 of A's (first come, first served would admit B only once 9 of A's had finished)."""
     job, key_a = model_setup  # A owns this model
     b = make_user("bob")
     job_b = TrainingJob.objects.create(owner=b, name="B's tutor", base_model=job.base_model, config={},
@@ -106,7 +108,7 @@ def test_another_persons_first_answer_is_not_held_behind_someone_elses_queue(
         t.join(timeout=180)
     a_firsts = sorted(t for t, who, kind in events if who.startswith("a") and kind == "first")
     assert len(a_firsts) == 16 and any(who == "b" and kind == "done" for _, who, kind in events)
-    # Which batch B was in, as the worker took it (arrival times at the clients depend on thread scheduling).
+    # When B was admitted, as the worker did it (arrival times at the clients depend on thread scheduling).
     with WORKER_LOG.open() as log:
         log.seek(log_from)
         first_batch = next(line for line in log if "took " in line)
