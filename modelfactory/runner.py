@@ -111,6 +111,20 @@ def service_commands(env, python: str, host: str, port: str) -> dict[str, list[s
     }  # fmt: skip
 
 
+def local_vllm_command(env, var_dir: Path, python: str) -> list[str]:
+    """SERVING_BACKEND=vllm without VLLM_URL: vLLM's server for the demo base model, from `make vllm`'s
+    environment (a real deployment runs `make vllm-serve BASE=...` per base model and sets VLLM_URL)."""
+    from serving.engine import vllm_server
+
+    if not vllm_server.available():
+        raise SystemExit("[modelfactory] SERVING_BACKEND=vllm needs vLLM: run `make vllm` first, "
+                         "or set VLLM_URL to a running vLLM server.")  # fmt: skip
+    vllm_port = env.get("VLLM_PORT", "8100")
+    env["VLLM_URL"] = f"http://127.0.0.1:{vllm_port}"
+    log(f"vLLM serving the demo model on {env['VLLM_URL']}")
+    return [python, "-m", "serving.engine.vllm_server", str(var_dir / "models" / "demo-llama"), "--port", vllm_port]
+
+
 class Supervisor:
     """Children in sessions of their own (a stop reaches their children too). A child that exits
     (a crash, kill -9, the OOM killer) is started again after a backoff that doubles from 1 s to
@@ -183,7 +197,10 @@ def main() -> int:
     try:
         for step in (["migrate", "--noinput"], ["seed_demo"]):
             subprocess.run([python, "manage.py", *step], cwd=BASE_DIR, check=True)
-        for name, command in service_commands(env, python, host, port).items():
+        commands = service_commands(env, python, host, port)
+        if env.get("SERVING_BACKEND") == "vllm" and not env.get("VLLM_URL"):
+            commands = {"vllm": local_vllm_command(env, var_dir, python), **commands}
+        for name, command in commands.items():
             supervisor.start(name, command)
         log(f"ModelFactory is up on http://{host}:{port}/ — Ctrl-C stops everything")
         return supervisor.watch()

@@ -97,6 +97,9 @@ class Worker:
         try:
             async for event in stream:
                 await self.publish(request_id, _event_payload(event))
+                if event.finish_reason:
+                    log.info("request %s ended (%s) after %d token(s)", request_id, event.finish_reason,
+                             event.completion_tokens)  # fmt: skip
         except Exception:  # a lost Redis connection: the caller times out with a clear message
             log.exception("could not relay %s", request_id)
         finally:

@@ -60,6 +60,27 @@ class Event:
     status: str | None = None  # "loading" while a base model loads for this request
 
 
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def check_fits(tokenizer, request: Request, context_length: int) -> list[int]:
+    """The request's prompt ids; GenerationError, in plain words, if it and its answer exceed the context."""
+    ids = prompt_ids(tokenizer, request.messages)
+    if len(ids) + request.params.max_tokens > context_length:
+        room = context_length - len(ids)
+        advice = (f"Lower “Max tokens” to {room:,} or less, or start a new conversation." if room > 0
+                  else "Start a new conversation or ask a shorter question.")  # fmt: skip
+        raise GenerationError(
+            f"The conversation ({len(ids):,} tokens) and an answer of up to {request.params.max_tokens:,} tokens "
+            f"do not fit: this model reads a context of {context_length} tokens at most. {advice}"
+        )
+    return ids
+
+
 class ServingEngine:
     def __init__(self, base: str, max_adapters: int = 16, max_adapter_bytes: int = 2 << 30, device: str | None = None,
                  max_batch: int = 256, kv_cache_bytes: int | None = None):  # fmt: skip
@@ -86,22 +107,10 @@ class ServingEngine:
     # --- prompts -----------------------------------------------------------------------
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
+        return prompt_ids(self.tokenizer, messages)
 
     def check(self, request: Request) -> list[int]:
-        ids = self.prompt_ids(request.messages)
-        if len(ids) + request.params.max_tokens > self.context_length:
-            room = self.context_length - len(ids)
-            advice = (f"Lower “Max tokens” to {room:,} or less, or start a new conversation." if room > 0
-                      else "Start a new conversation or ask a shorter question.")  # fmt: skip
-            raise GenerationError(
-                f"The conversation ({len(ids):,} tokens) and an answer of up to {request.params.max_tokens:,} tokens "
-                f"do not fit: this model reads a context of {self.context_length} tokens at most. {advice}"
-            )
-        return ids
+        return check_fits(self.tokenizer, request, self.context_length)
 
     # --- generation --------------------------------------------------------------------
 

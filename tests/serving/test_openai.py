@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import openai
@@ -12,9 +13,10 @@ import pytest
 import requests
 
 from accounts.services import create_api_key
-from tests.helpers import wait_until
+from tests.helpers import ARTIFACTS, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+WORKER_LOG = ARTIFACTS / "serving-worker.log"  # written by the serving_worker fixture
 
 
 def oai(live_url, key) -> openai.OpenAI:
@@ -66,6 +68,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(live_url, serving_w
     job, key = model_setup
     conn = redis.Redis.from_url(settings.REDIS_URL)
     before = set(conn.scan_iter("serving:cancel:*"))
+    log_from = WORKER_LOG.stat().st_size
     body = {"model": f"mf-{job.pk}", "messages": [{"role": "user", "content": "Tell me everything."}],
             "max_tokens": 1000, "temperature": 1.0, "stream": True}  # fmt: skip
     with requests.post(live_url + "/v1/chat/completions", json=body, timeout=60, stream=True,
@@ -73,6 +76,9 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(live_url, serving_w
         assert response.status_code == 200
         next(response.iter_lines())  # one chunk, then hang up
     wait_until(lambda: set(conn.scan_iter("serving:cancel:*")) - before, timeout=30)
+    ended = re.compile(r"ended \(cancelled\) after (\d+) token")  # the backend stopped that answer
+    wait_until(lambda: ended.search(WORKER_LOG.read_bytes()[log_from:].decode()), timeout=30)
+    assert int(ended.search(WORKER_LOG.read_bytes()[log_from:].decode()).group(1)) < 1000
     # The worker stops that row and serves the next request right away.
     quick = oai(live_url, key).chat.completions.create(model=f"mf-{job.pk}", max_tokens=3, temperature=0,
                                                         messages=[{"role": "user", "content": "hi"}])  # fmt: skip
