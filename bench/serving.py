@@ -1,20 +1,26 @@
-"""Serving benchmark: many adapters on one resident base model, same run.
+"""Serving benchmark: the built-in engine (continuous batching) beside vLLM, same run, same models, same
+LoRA adapters (r=16 on every projection), same prompts, greedy, through the same backend interface the
+serving worker uses (serving/engine/backend.py).
 
-On the tiny base (or --base FOLDER) with 1, 10 and 100 LoRA adapters (r=16 on
-the attention and MLP projections):
-- throughput (generated tokens/s) with requests spread over N adapters in mixed
-  batches, divided by throughput with one adapter (goal >= 0.8 at 100);
-- cold-load latency of an adapter against its bytes / measured read bandwidth;
-- warm-swap latency: switching a request to another resident adapter (goal <= 5 ms);
-- the naive way for comparison: a fresh PeftModel.from_pretrained per request.
+For each base model (a 16M- and a ~127M-parameter random Llama; --quick: the 16M one only):
+- arrivals: 32 requests arriving 0.2 s apart over 10 adapters: time to first token p50/p95, total time
+  p50/p95, tokens/s;
+- throughput: 64 requests at once over 1, 10 and 100 adapters: generated tokens/s;
+- static batches of 8 (the engine before continuous batching), for the ratio;
+then, on the 16M model, through the product: the serving worker and Redis (the path the chat websocket and
+`/v1` take; the websocket hop itself is not in it) against the engine alone, and adapter cold-load and
+warm-swap latency (goals of an earlier issue).
 
-Usage: .venv/bin/python bench/serving.py [--base FOLDER] [--requests 64] [--batch 8]
+vLLM runs when `make vllm` has built its environment; otherwise its rows say so and its goals are NOT met.
+
+Usage: .venv/bin/python bench/serving.py [--quick] [--tokens 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,135 +28,177 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.serving_parts import (  # noqa: E402
+    adapter_latency,
+    make_adapters,
+    product_path,
+    start_vllm,
+    static_throughput,
+)
 
-def make_adapters(base: str, n: int, folder: Path) -> list[str]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base)
-    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, task_type="CAUSAL_LM",
-                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                  "up_proj", "down_proj"]))  # fmt: skip
-    paths = []
-    for i in range(n):
-        torch.manual_seed(i)
-        for name, p in peft_model.named_parameters():
-            if "lora_" in name:
-                torch.nn.init.normal_(p, std=0.02)
-        path = folder / f"adapter-{i}"
-        peft_model.save_pretrained(path)
-        paths.append(str(path))
-    return paths
+MODELS = {"16M": {"hidden": 512, "layers": 4, "heads": 8}, "127M": {"hidden": 1024, "layers": 8, "heads": 16}}
+PROMPTS = ["Explain what a LoRA adapter is in one sentence.", "What is a tokenizer?", "Define overfitting.",
+           "Why does a learning rate matter?"]  # fmt: skip
 
 
-def throughput(engine, paths: list[str], requests: int, batch: int, tokens: int) -> float:
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def one(backend, base: str, i: int, adapters: list[str], tokens: int, started: float) -> dict:
     from serving.engine import GenerationParams, Request
 
-    params = GenerationParams(max_tokens=tokens, temperature=0)
-    msgs = [{"role": "user", "content": "Explain what a LoRA adapter is in one sentence."}]
-    out, start = 0, time.perf_counter()
-    for i in range(0, requests, batch):
-        reqs = [
-            Request(f"r{j}", msgs, f"a{j % len(paths)}", paths[j % len(paths)], params) for j in range(i, i + batch)
-        ]
-        for event in engine.stream(reqs):
-            if event.finish_reason:
-                out += event.completion_tokens
-    return out / (time.perf_counter() - start)
+    k = i % len(adapters) if adapters else None
+    request = Request(f"q{i}-{time.monotonic_ns()}", [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                      f"a{k}" if adapters else None, adapters[k] if adapters else None,
+                      GenerationParams(max_tokens=tokens, temperature=0))  # fmt: skip
+    first, text, out = None, "", {}
+    async for event in backend.generate(request, f"user{i % 4}", base):
+        if event.error is not None:
+            raise event.error
+        if event.text and first is None:
+            first = time.perf_counter() - started
+        text += event.text
+        if event.finish_reason:
+            out = {"ttft": first if first is not None else time.perf_counter() - started,
+                   "total": time.perf_counter() - started, "tokens": event.completion_tokens, "text": text}  # fmt: skip
+    return out
 
 
-def read_bandwidth(paths: list[str]) -> float:
-    """Bytes per second reading adapter files (page cache dropped is not possible here)."""
-    total, start = 0, time.perf_counter()
-    for p in paths:
-        total += len((Path(p) / "adapter_model.safetensors").read_bytes())
-    return total / (time.perf_counter() - start)
+async def arrivals(backend, base: str, adapters: list[str], n: int, gap: float, tokens: int) -> dict:
+    async def later(i):
+        await asyncio.sleep(i * gap)
+        return await one(backend, base, i, adapters, tokens, time.perf_counter())
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(later(i) for i in range(n)))
+    wall = time.perf_counter() - start
+    ttft, total = [r["ttft"] * 1000 for r in results], [r["total"] * 1000 for r in results]
+    return {"ttft_p50": pct(ttft, 0.5), "ttft_p95": pct(ttft, 0.95), "total_p50": pct(total, 0.5),
+            "total_p95": pct(total, 0.95), "tps": sum(r["tokens"] for r in results) / wall,
+            "texts": [r["text"] for r in results]}  # fmt: skip
+
+
+async def burst(backend, base: str, adapters: list[str], n: int, tokens: int) -> float:
+    start = time.perf_counter()
+    results = await asyncio.gather(*(one(backend, base, i, adapters, tokens, start) for i in range(n)))
+    return sum(r["tokens"] for r in results) / (time.perf_counter() - start)
+
+
+async def measure(backend, base: str, adapters: list[str], tokens: int) -> dict:
+    await backend.start()
+    try:
+        await burst(backend, base, adapters[:10], 16, 4)  # warm up: load, first-call costs
+        await burst(backend, base, adapters, 8, 2)  # every adapter loaded once: this measures serving
+        out = {"arrivals": await arrivals(backend, base, adapters[:10], 32, 0.2, tokens)}
+        for n in (1, 10, 100):
+            out[n] = await burst(backend, base, adapters[:n], 64, tokens)
+        return out
+    finally:
+        await backend.close()
+
+
+def run_model(name: str, shape: dict, work: Path, tokens: int) -> dict:
+    from datanets.demo_data import demo_records
+    from serving.engine.builtin import BuiltinBackend
+    from serving.engine.vllm import VllmBackend
+    from training.engine.tiny import build_tiny_model, record_texts
+
+    base = str(build_tiny_model(work / name, record_texts("instruction", demo_records()), **shape))
+    params = _params(base)
+    adapters = make_adapters(base, 100, work / f"{name}-adapters")
+    result = {"params": params, "base": base, "adapters": adapters}
+    result["builtin"] = asyncio.run(measure(BuiltinBackend(128, 8 << 30), base, adapters, tokens))
+    result["static8"] = static_throughput(base, adapters[:10], 64, 8, tokens)
+    server = start_vllm(base, work / f"{name}-vllm.log")
+    if server is None:
+        result["vllm"] = None
+    else:
+        proc, url = server
+        try:
+            result["vllm"] = asyncio.run(measure(VllmBackend(url, 128, 8 << 30), base, adapters, tokens))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return result
+
+
+def _params(base: str) -> int:
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(base)
+    h, layers, heads, kv = c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads
+    per_layer = 2 * h * h + 2 * h * (h * kv // heads) + 3 * h * c.intermediate_size
+    return layers * per_layer + c.vocab_size * h
+
+
+def report(name: str, r: dict) -> list[str]:
+    goals = []
+    b, v = r["builtin"], r["vllm"]
+    print(f"\n== {name} Llama ({r['params'] / 1e6:.0f}M parameters), adapters r=16 on all projections ==")
+    rows = [("built-in (continuous)", b), ("vLLM", v)]
+    print("32 requests 0.2 s apart over 10 adapters: TTFT p50 / p95 ms, total p50 / p95 ms, tokens/s")
+    for label, x in rows:
+        if x is None:
+            print(f"  {label:22} not run (no vLLM environment: make vllm)")
+            continue
+        a = x["arrivals"]
+        print(f"  {label:22} {a['ttft_p50']:7.0f} / {a['ttft_p95']:7.0f}   {a['total_p50']:7.0f} / {a['total_p95']:7.0f}"
+              f"   {a['tps']:7.1f}")  # fmt: skip
+    print("64 requests at once: tokens/s over 1 / 10 / 100 adapters")
+    for label, x in rows:
+        if x is not None:
+            print(f"  {label:22} {x[1]:8.1f} / {x[10]:8.1f} / {x[100]:8.1f}")
+    print(f"  {'built-in, static b8':22} {'':8}   {r['static8']:8.1f} (10 adapters; batches of 8 run to the end)")
+    print(f"  continuous ÷ static batches of 8 at 10 adapters: {b[10] / r['static8']:.2f}")
+    if v is not None:
+        same = sum(x == y for x, y in zip(b["arrivals"]["texts"], v["arrivals"]["texts"], strict=True))
+        print(f"  greedy answers identical on both backends: {same}/{len(b['arrivals']['texts'])}")
+        ttft_ratio = b["arrivals"]["ttft_p50"] / v["arrivals"]["ttft_p50"]
+        tps_ratio = b[10] / v[10]
+        print(f"  built-in ÷ vLLM: TTFT p50 {ttft_ratio:.2f}x, throughput (10 adapters) {tps_ratio:.2f}")
+    if name == "16M":
+        if v is None:
+            goals += ["goal: built-in TTFT p50 under arrivals <= 2x vLLM's (16M): vLLM not run, NOT met",
+                      "goal: built-in throughput >= 0.8x vLLM's (16M): vLLM not run, NOT met"]  # fmt: skip
+        else:
+            goals.append(f"goal: built-in TTFT p50 under arrivals <= 2x vLLM's (16M): {ttft_ratio:.2f}x, "
+                         f"{'met' if ttft_ratio <= 2 else 'NOT met'}")  # fmt: skip
+            goals.append(f"goal: built-in throughput >= 0.8x vLLM's (16M, 10 adapters): {tps_ratio:.2f}, "
+                         f"{'met' if tps_ratio >= 0.8 else 'NOT met'}")  # fmt: skip
+    return goals
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--base")
-    parser.add_argument("--requests", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="the 16M model only")
+    parser.add_argument("--tokens", type=int, default=32)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mf-serve-"))
-    base = args.base
-    if not base:
-        from datanets.demo_data import demo_records
-        from training.engine.tiny import build_tiny_model, record_texts
-
-        base = str(build_tiny_model(work / "base", record_texts("instruction", demo_records()), hidden=256, layers=4,
-                                    heads=8))  # fmt: skip
-    from serving.engine import GenerationParams, Request, ServingEngine
-
-    paths = make_adapters(base, 100, work)
-    results = {}
-    for n in (1, 10, 100):
-        engine = ServingEngine(base, max_adapters=128, max_adapter_bytes=8 << 30)
-        for i in range(n):  # load first: this measures serving, not loading
-            engine.cache.ensure(f"a{i}", paths[i])
-        throughput(engine, paths[:n], args.batch, args.batch, 2)  # warm up
-        results[n] = throughput(engine, paths[:n], args.requests, args.batch, args.tokens)
-
-    # Cold loads: a fresh engine with 20 resident adapters, then 20 more loaded one by one.
-    engine = ServingEngine(base, max_adapters=128, max_adapter_bytes=8 << 30)
-    for i in range(20):
-        engine.cache.ensure(f"a{i}", paths[i])
-    cold = []
-    for i in range(20, 40):
-        start = time.perf_counter()
-        engine.cache.ensure(f"a{i}", paths[i])
-        cold.append((time.perf_counter() - start) * 1000)
-    nbytes = (Path(paths[0]) / "adapter_model.safetensors").stat().st_size
-    bandwidth = read_bandwidth(paths[40:60])
-    floor_ms = nbytes / bandwidth * 1000
-
-    # Warm swap: one request, alternating between two resident adapters, versus the same adapter.
-    msgs = [{"role": "user", "content": "Hi"}]
-    one = GenerationParams(max_tokens=1, temperature=0)
-
-    def timed(names: list[str]) -> list[float]:
-        out = []
-        for name in names:
-            start = time.perf_counter()
-            list(engine.stream([Request("w", msgs, name, paths[int(name[1:])], one)]))
-            out.append((time.perf_counter() - start) * 1000)
-        return out
-
-    same = timed(["a1"] * 40)
-    swap = timed(["a1", "a2"] * 20)
-    warm_swap = statistics.median(swap) - statistics.median(same)
-
-    # The naive way: a fresh PeftModel per request on a resident base.
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    naive_base = AutoModelForCausalLM.from_pretrained(base).eval()
-    tok = engine.tokenizer
-    naive = []
-    for i in range(10):
-        start = time.perf_counter()
-        model = PeftModel.from_pretrained(naive_base, paths[i])
-        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        model.generate(**ids, max_new_tokens=1, do_sample=False)
-        naive.append((time.perf_counter() - start) * 1000)
-        naive_base = model.unload()  # give the base back without the adapter
-
-    print(f"base: {base}; adapters r=16 on all projections, {nbytes / 1e6:.2f} MB each; batch {args.batch}, "
-          f"{args.requests} requests x {args.tokens} tokens")  # fmt: skip
-    for n in (1, 10, 100):
-        print(
-            f"throughput over {n:3d} adapter(s): {results[n]:8.1f} tokens/s  ratio to 1 adapter: {results[n] / results[1]:.2f}"
-        )
-    print(f"goal: ratio >= 0.8 at 100 adapters: {'met' if results[100] / results[1] >= 0.8 else 'NOT met'}")
-    print(f"cold load: p50 {statistics.median(cold):.1f} ms, p95 {sorted(cold)[int(len(cold) * 0.95) - 1]:.1f} ms "
-          f"(20 already resident); read floor bytes/bandwidth = {floor_ms:.2f} ms at {bandwidth / 1e9:.2f} GB/s")  # fmt: skip
-    print(f"warm swap (alternate two resident adapters vs repeat one): {warm_swap:+.2f} ms per request "
-          f"(1-token request p50 {statistics.median(same):.1f} ms); goal <= 5 ms")  # fmt: skip
-    print(f"naive fresh PeftModel per request: p50 {statistics.median(naive):.1f} ms "
-          f"vs engine warm p50 {statistics.median(same):.1f} ms")  # fmt: skip
+    results = {name: run_model(name, shape, work, args.tokens) for name, shape in MODELS.items()
+               if not (args.quick and name != "16M")}  # fmt: skip
+    small = results["16M"]
+    product = product_path(small["base"], small["adapters"][:10], work, args.tokens)
+    latency = adapter_latency(small["base"], small["adapters"])
+    goals = []
+    for name, r in results.items():
+        goals += report(name, r)
+    print("\n== through the product (16M): serving worker + Redis vs the engine alone, same requests ==")
+    print(f"  first token p50: engine alone {product['alone']:.1f} ms, worker + Redis {product['product']:.1f} ms "
+          f"(+{product['product'] - product['alone']:.1f} ms)")  # fmt: skip
+    print(f"  cold adapter load p50 {latency['cold_p50']:.1f} ms; warm swap {latency['swap']:+.2f} ms per request")
+    extra = product["product"] - product["alone"]
+    goals.append(f"goal: first-token p50 through worker + Redis within 50 ms of the engine alone: +{extra:.1f} ms, "
+                 f"{'met' if extra <= 50 else 'NOT met'}")  # fmt: skip
+    goals.append(f"goal: warm adapter swap <= 5 ms: {latency['swap']:+.2f} ms, "
+                 f"{'met' if latency['swap'] <= 5 else 'NOT met'}")  # fmt: skip
+    print()
+    for line in goals:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def available() -> bool:
     return Path(VLLM_PYTHON).exists()
 
 
-def command(base: str, port: int, max_adapters: int, max_rank: int = 64, lora_slots: int = 8) -> list[str]:
+def command(base: str, port: int, max_adapters: int, max_rank: int = 64, lora_slots: int = 16) -> list[str]:
+    """`lora_slots`: adapters one batch may mix; `max_adapters`: kept loaded in host memory."""
     cpu = not shutil.which("nvidia-smi")
     return [
         VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", base,
