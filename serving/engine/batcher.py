@@ -9,7 +9,8 @@ columns nobody needs any more are trimmed.
 
 Admission is fair between people: waiting requests are taken one per person in turn, people with
 fewer running answers first, so one person's queue never delays another's first token by more than
-the step already running (when there is room). The batch is bounded by memory — each row reserves
+the step already running: in a full batch, the latest answer of whoever runs the most steps back for
+a newcomer and resumes later, unchanged. The batch is bounded by memory — each row reserves
 KV cache for its prompt plus its `max_tokens` — and by `max_batch`.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +46,11 @@ class Row:
     @property
     def reserve(self) -> int:  # KV cache tokens this row may reach
         return len(self.prompt) + self.request.params.max_tokens
+
+    @property
+    def context(self) -> list[int]:
+        """What a prefill reads: the prompt, plus the tokens already fed if the row was preempted."""
+        return self.prompt + self.produced[:-1]
 
 
 class Batcher:
@@ -117,12 +124,13 @@ class Batcher:
     def _admit(self) -> tuple[list[Row], list]:
         if not self.waiting or (self.running and not self.joinable):
             return [], []
+        self._make_room_for_newcomers()
         admitted, refused, prefill = [], [], 0
         adapters = {r.request.adapter for r in self.running if r.request.adapter}
         for row in self.fair_order():
             if (self.running or admitted) and not self._fits(self.running + admitted + [row]):
                 break  # in turn: a later, smaller request does not jump the queue (alone, any request runs)
-            if admitted and prefill + len(row.prompt) > PREFILL_TOKENS:
+            if admitted and prefill + len(row.context) > PREFILL_TOKENS:
                 break
             try:
                 row.slot = self._adapter_slot(row, adapters | {r.request.adapter for r in admitted})
@@ -137,12 +145,32 @@ class Batcher:
                 refused.append(self._event(row, "", "error", error=exc))
                 continue
             admitted.append(row)
-            prefill += len(row.prompt)
+            prefill += len(row.context)
         taken = {id(r) for r in admitted} | {id(r) for r in self.waiting if r.done}
         if admitted:
             self.on_admit(admitted, len(self.waiting))
         self.waiting = [r for r in self.waiting if id(r) not in taken]
         return admitted, refused
+
+    def _make_room_for_newcomers(self) -> None:
+        """Someone with nothing running gets a row now, even in a full batch: the latest row of whoever runs
+        the most answers (two or more) steps back to the front of the queue. Its tokens are kept and
+        recomputed when it rejoins (vLLM's recompute preemption), so its answer is unchanged."""
+        running = Counter(r.user for r in self.running)
+        for user in dict.fromkeys(r.user for r in self.waiting):
+            if running[user]:
+                continue
+            newcomer = next(r for r in self.waiting if r.user == user)
+            while self.running and not self._fits(self.running + [newcomer]):
+                top, count = running.most_common(1)[0]
+                if count < 2:
+                    return
+                victim = next(r for r in reversed(self.running) if r.user == top)
+                self._keep([i for i, r in enumerate(self.running) if r is not victim])
+                self.waiting.insert(0, victim)
+                running[top] -= 1
+                log.info("paused one answer of %s to start one of %s", top, user)
+            running[user] += 1
 
     def _adapter_slot(self, row: Row, pinned: set) -> int:
         r = row.request
@@ -158,14 +186,16 @@ class Batcher:
         import torch
 
         engine, device = self.engine, self.engine.device
-        width = max(len(r.prompt) for r in rows)
+        contexts = [r.context for r in rows]
+        fresh = [i for i, r in enumerate(rows) if not r.produced]  # resumed rows already hold their next token
+        width = max(len(c) for c in contexts)
         pad = engine.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows], device=device)
+        ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, past = self._forward(rows, ids, mask, positions, None)
         self._join(rows, past, mask)
-        return self._sample_all(rows, logits)
+        return self._sample_all([rows[i] for i in fresh], logits[fresh]) if fresh else []
 
     def _decode(self) -> list:
         import torch
@@ -215,8 +245,11 @@ class Batcher:
         self.running += rows
 
     def _leave(self) -> None:
-        """Finished rows leave the batch and its cache; columns only they needed go too."""
-        keep = [i for i, r in enumerate(self.running) if not r.done]
+        """Finished rows leave the batch and its cache."""
+        self._keep([i for i, r in enumerate(self.running) if not r.done])
+
+    def _keep(self, keep: list[int]) -> None:
+        """Only these running rows stay, in the batch and its cache; columns only the others needed go too."""
         if len(keep) == len(self.running):
             return
         if not keep:

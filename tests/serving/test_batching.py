@@ -105,3 +105,29 @@ def test_a_cancelled_request_leaves_while_others_go_on(serving_base):
     texts, _ = run(batcher, {})
     kept = "".join(e.text for e in events if e.request_id == "r0") + texts.get("r0", "")
     assert kept == alone(engine, keep) and "r1" not in texts
+
+
+def test_a_newcomer_gets_a_row_in_a_full_batch_and_the_paused_answer_is_unchanged(serving_base, make_adapters):
+    (a,) = make_adapters(1)
+    engine = ServingEngine(serving_base)
+    long = GenerationParams(max_tokens=24, temperature=0)
+    sampled = GenerationParams(max_tokens=24, temperature=1.0, top_p=0.9, seed=3)
+    mine = [ask(0, "a", a, long), ask(1, params=sampled)]
+    theirs = Request("b0", [{"role": "user", "content": "Hi"}], params=GREEDY)
+    expected = {r.id: alone(engine, r) for r in mine + [theirs]}
+    batcher = engine.batcher(max_batch=2)
+    joined = {}
+    batcher.on_admit = lambda rows, waiting: joined.update((r.request.id, step[0]) for r in rows)
+    step = [0]
+    for r in mine:
+        batcher.submit(r, "a")
+    texts = {}
+    while batcher.busy:
+        if step[0] == 5:
+            batcher.submit(theirs, "b")
+        for e in batcher.step():
+            texts[e.request_id] = texts.get(e.request_id, "") + e.text
+        step[0] += 1
+    assert joined["b0"] == 5  # at once, though both rows were taken by a's two answers
+    assert joined["r1"] > 5  # a's latest answer stepped back for it, then rejoined
+    assert texts == expected  # a's paused answer (sampled, seeded) resumed where it was
