@@ -9,6 +9,7 @@ import pytest
 
 from training.engine import ConfigError, EngineError, FinetuneConfig, run_finetune
 from training.engine import data as data_mod
+from training.engine.train import load_base
 
 
 def cfg(base: str, **kw) -> FinetuneConfig:
@@ -45,22 +46,29 @@ def test_the_loss_is_only_on_answer_tokens(tiny_base):
     assert trained == "Hello.<|end|>\nGoodbye.<|end|>\n"
 
 
-def test_padding_free_batches_keep_examples_apart(tiny_base, records):
+@pytest.mark.parametrize("rows", ["one row", "rows of at most max_seq_len"])
+def test_padding_free_batches_keep_examples_apart(tiny_base, records, rows):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_base)
-    model = AutoModelForCausalLM.from_pretrained(tiny_base, attn_implementation="sdpa").eval()
-    examples = [data_mod.encode(tok, "instruction", r, 128) for r in records[:3]]
+    tok, model, _ = load_base(cfg(tiny_base))  # as training loads it (no KV cache: packed masks apply)
+    model.eval()
+    examples = [data_mod.encode(tok, "instruction", r, 128) for r in records[:7]]
     items = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    packed = data_mod.PaddingFreeCollator()(items)
+    longest = max(len(e.input_ids) for e in examples)
+    collator = data_mod.PaddingFreeCollator(None if rows == "one row" else longest + 8, tok.pad_token_id)
+    packed = collator(items)
+    layout = collator.rows(items)
+    assert len(layout) == packed["input_ids"].shape[0] and collator.tokens == sum(len(e.input_ids) for e in examples)
+    if rows != "one row":
+        assert len(layout) > 1 and packed["input_ids"].shape[1] <= longest + 8
     with torch.no_grad():
-        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
-        offset = 0
-        for e in examples:
-            alone = model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0]
-            assert torch.allclose(together[offset : offset + len(e.input_ids)], alone, atol=1e-4)
-            offset += len(e.input_ids)
+        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
+        for r, row in enumerate(layout):
+            offset = 0
+            for item in row:
+                alone = model(input_ids=torch.tensor([item["input_ids"]]), use_cache=False).logits[0]
+                assert torch.allclose(together[r, offset : offset + len(item["input_ids"])], alone, atol=1e-4)
+                offset += len(item["input_ids"])
 
 
 def test_a_run_writes_the_adapter_config_metrics_and_model_card(tiny_base, records, tmp_path):
@@ -162,3 +170,33 @@ def test_qlora_nf4_with_bf16_trains_on_cuda(tiny_base, records, tmp_path):
     assert result.status == "succeeded"
     config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert config["r"] == 16 and (result.adapter_dir / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("accumulated", [None, 37])
+def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny_base, records, accumulated):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+
+    from training.engine import loss as loss_mod
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    torch.manual_seed(0)
+    _, model, _ = load_base(cfg(tiny_base))
+    model = get_peft_model(model, LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
+    items = [{"input_ids": e.input_ids, "labels": e.labels}
+             for e in (data_mod.encode(tok, "instruction", r, 128) for r in records[:6])]  # fmt: skip
+    batch = data_mod.PaddingFreeCollator(160, tok.pad_token_id)(items)
+    assert loss_mod.supported(model)
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    standard = loss_and_grads(lambda: model(**batch, num_items_in_batch=accumulated).loss)
+    ours = loss_and_grads(lambda: loss_mod.answer_loss(model, batch, accumulated, chunk=7))  # several chunks
+    assert abs(standard[0] - ours[0]) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(standard[1], ours[1], strict=True))

@@ -198,6 +198,11 @@ class FinetuneConfig:
         True, "Packing", "Padding-free batches: examples concatenated, never attending to each other.",
         choices=((True, "padding-free packing"), (False, "padded batches")),
     )  # fmt: skip
+    answer_only_head: bool = knob(
+        True, "Answer-only output layer", "Compute the output layer and loss only on answer tokens, in chunks: "
+        "never the full tokens × vocabulary logits (less memory, more so with large vocabularies).",
+        choices=((True, "on"), (False, "off: every position, as transformers does")),
+    )  # fmt: skip
     seed: int = knob(
         42, "Random seed", "Seed for shuffling and initialisation; the same seed repeats a run.",
         min=0, max=2**31 - 1, message="must be between 0 and 2,147,483,647",

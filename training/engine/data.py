@@ -98,25 +98,55 @@ class ExampleDataset:
 
 
 class PaddingFreeCollator:
-    """Concatenate a batch into one row with positions restarting per example.
+    """Pack a batch's examples into rows of at most `row_len` tokens, positions restarting per example.
 
-    With position_ids restarting, transformers' attention treats each example as
-    its own sequence (no cross-attention, no pad tokens); the first label of each
-    example is -100 so no token predicts across a boundary. # (1, sum(T_i))
+    Rows are filled first-fit, longest example first (bin packing). With position_ids restarting and no
+    attention mask, transformers' attention treats each example as its own sequence (no attention across
+    examples, no pad tokens inside a row); the first label of each example is -100 so no token predicts
+    across a boundary. Shorter rows end in a pad segment of its own (positions from 0, labels -100).
+    Attention costs the sum of rows × row_len², linear in the batch's tokens, where one row of everything
+    (row_len=None) costs the square of the batch's total. # (rows, ≤ row_len)
     """
+
+    def __init__(self, row_len: int | None = None, pad_id: int = 0):
+        self.row_len, self.pad_id = row_len, pad_id
+        self.tokens = 0  # real tokens of the last batch
+
+    def rows(self, batch: list[dict]) -> list[list[dict]]:
+        if not self.row_len:
+            return [batch]
+        rows: list[list[dict]] = []
+        room: list[int] = []
+        for item in sorted(batch, key=lambda it: -len(it["input_ids"])):
+            n = len(item["input_ids"])
+            at = next((i for i, r in enumerate(room) if r >= n), None)
+            if at is None:
+                rows.append([item])
+                room.append(self.row_len - n)
+            else:
+                rows[at].append(item)
+                room[at] -= n
+        return rows
 
     def __call__(self, batch: list[dict]) -> dict:
         import torch
 
-        ids, labels, positions = [], [], []
-        for item in batch:
-            ids += item["input_ids"]
-            labels += [IGNORE, *item["labels"][1:]]
-            positions += list(range(len(item["input_ids"])))
+        packed = []
+        for row in self.rows(batch):
+            ids, labels, positions = [], [], []
+            for item in row:
+                ids += item["input_ids"]
+                labels += [IGNORE, *item["labels"][1:]]
+                positions += list(range(len(item["input_ids"])))
+            packed.append((ids, labels, positions))
+        width = max(len(ids) for ids, _, _ in packed)
+        self.tokens = sum(len(ids) for ids, _, _ in packed)
+        pad = [(ids + [self.pad_id] * (width - len(ids)), labels + [IGNORE] * (width - len(ids)),
+                positions + list(range(width - len(ids)))) for ids, labels, positions in packed]  # fmt: skip
         return {
-            "input_ids": torch.tensor([ids]),
-            "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions]),
+            "input_ids": torch.tensor([p[0] for p in pad]),
+            "labels": torch.tensor([p[1] for p in pad]),
+            "position_ids": torch.tensor([p[2] for p in pad]),
         }
 
 

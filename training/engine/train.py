@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.engine import data as data_mod
+from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
 
 COMPLETE = "COMPLETE"  # marker file inside a fully written checkpoint
@@ -87,6 +88,9 @@ def load_base(cfg: FinetuneConfig):
         model = AutoModelForCausalLM.from_pretrained(cfg.base_model, attn_implementation="sdpa", **kwargs)
     except (OSError, ValueError) as exc:
         raise EngineError(f"Could not load the weights of {cfg.base_model!r}: {exc}") from None
+    # No KV cache in training: with one, transformers skips the packed-sequence masks, and the examples
+    # packed in a row would attend to each other.
+    model.config.use_cache = False
     return tokenizer, model, precision
 
 
@@ -118,7 +122,7 @@ class _TokenCounter:
     def __call__(self, batch):
         out = self.collator(batch)
         mask = out.get("attention_mask")
-        self.tokens += int(mask.sum()) if mask is not None else int(out["input_ids"].numel())
+        self.tokens += int(mask.sum()) if mask is not None else self.collator.tokens
         return out
 
 
@@ -140,12 +144,14 @@ def run_finetune(
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     model = _with_lora(cfg, model)
     collator = _TokenCounter(
-        data_mod.PaddingFreeCollator() if cfg.packing else data_mod.PaddingCollator(tokenizer.pad_token_id)
+        data_mod.PaddingFreeCollator(cfg.max_seq_len, tokenizer.pad_token_id)
+        if cfg.packing
+        else data_mod.PaddingCollator(tokenizer.pad_token_id)
     )
     checkpoints = out_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints)
     progress = TrainingProgress(cfg, collator, on_progress, should_cancel, say)
-    trainer = Trainer(
+    trainer = loss_mod.trainer_class(Trainer, cfg.answer_only_head)(
         model=model,
         args=_training_args(cfg, checkpoints, precision, has_eval=bool(eval_set)),
         train_dataset=data_mod.ExampleDataset(train_set),
