@@ -308,6 +308,7 @@ DATANET_REPUTATION_REFUSE = 0.1
 
 # Training: gpu-queue workers have CUDA (QLoRA, bf16); a job without a heartbeat this long is taken over.
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
+TRAINING_DEVICES_PER_WORKER = env_int("TRAINING_DEVICES_PER_WORKER", 1, minimum=1)  # >1: jobs may use several
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
 # How often every worker looks for RUNNING jobs whose worker died and queues them again.
 TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)

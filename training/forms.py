@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.core import validators
 
 from datanets.access import trainable_by
@@ -91,6 +92,13 @@ class TrainingForm(KnobFields):
         self.user = user
         # Only Datanets this user may train on: a tampered post for another is "not a valid choice".
         self.fields["datanets"].queryset = trainable_by(user).order_by("name")
+        if settings.TRAINING_DEVICES_PER_WORKER > 1:  # offered where a training host has several devices
+            self.fields["processes"].max_value = settings.TRAINING_DEVICES_PER_WORKER
+            self.fields[
+                "processes"
+            ].help_text += f" This installation's training hosts have {settings.TRAINING_DEVICES_PER_WORKER}."
+        else:
+            del self.fields["processes"]
         if not self.is_bound:
             self.initial.setdefault("request_key", uuid.uuid4().hex)
             chosen = self.fields["datanets"].queryset.filter(slug=datanet).first() if datanet else None

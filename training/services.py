@@ -91,6 +91,9 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
         raise TrainingError(f"{base_model} does not support {cfg.method}.", "method")
     if cfg.method == "qlora" and not settings.TRAINING_CUDA_WORKERS:
         raise TrainingError("QLoRA needs a CUDA GPU worker; this installation has none. Choose LoRA.", "method")
+    if cfg.processes > settings.TRAINING_DEVICES_PER_WORKER:
+        raise TrainingError(f"This installation's training hosts have {settings.TRAINING_DEVICES_PER_WORKER} "
+                            "device(s); choose at most that many.", "processes")  # fmt: skip
     if cfg.max_seq_len > base_model.context_length:
         raise TrainingError(f"At most {base_model.context_length} tokens for {base_model}.", "max_seq_len")
     if not datanets:
@@ -239,17 +242,23 @@ def requeue_stale_jobs() -> list[int]:
     for job in TrainingJob.objects.filter(status=JobStatus.RUNNING):
         if not _stale(job):
             continue
-        with transaction.atomic():
-            moved = TrainingJob.objects.filter(
-                pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at
-            ).update(status=JobStatus.QUEUED, worker="", heartbeat_at=None)
-            if moved:
-                enqueue(job, "training.run_training")
-        if moved:
-            append_log(job, "its worker stopped; queued again, it resumes from its last checkpoint")
-            _send(job.pk, {"type": "status", "status": JobStatus.QUEUED, "message": ""})
+        if _requeue(job, "its worker stopped; queued again, it resumes from its last checkpoint"):
             requeued.append(job.pk)
     return requeued
+
+
+def _requeue(job: TrainingJob, why: str) -> bool:
+    """Put a RUNNING job back in the queue with a message of its own, once (however many try at once)."""
+    with transaction.atomic():
+        moved = TrainingJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at
+        ).update(status=JobStatus.QUEUED, worker="", heartbeat_at=None)
+        if moved:
+            enqueue(job, "training.run_training")
+    if moved:
+        append_log(job, why)
+        _send(job.pk, {"type": "status", "status": JobStatus.QUEUED, "message": ""})
+    return bool(moved)
 
 
 def pinned_records(job: TrainingJob):
@@ -301,7 +310,7 @@ def _finish(job: TrainingJob, status: str, message: str, **fields) -> None:
 
 def run(job_id: int) -> str:
     """Run a claimed job through the engine and record how it ended."""
-    from training.engine import EngineError, run_finetune
+    from training.engine import EngineError, distributed, run_finetune
 
     job = next_job(job_id)
     if job is None:
@@ -325,12 +334,14 @@ def run(job_id: int) -> str:
     }
     append_log(job, f"started (attempt {job.attempts})")  # the worker's host:pid is in job.worker, for operators
     try:
-        result = run_finetune(
+        result = (run_finetune if cfg.processes == 1 else distributed.launch)(
             cfg, records_for(job), out_dir,
             on_progress=lambda p: record_point(job, p),
             should_cancel=lambda: TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists(),
             card=card, on_log_line=lambda line: append_log(job, line),
         )  # fmt: skip
+    except distributed.RankFailed as exc:
+        return _after_rank_failed(job, exc)
     except EngineError as exc:
         _finish(job, JobStatus.FAILED, _plain(str(exc), job))
         return JobStatus.FAILED
@@ -342,6 +353,20 @@ def run(job_id: int) -> str:
         adapter_dir=str(result.adapter_dir), final_metrics=result.metrics, progress=1.0, eta_seconds=0,
     )  # fmt: skip
     return JobStatus.SUCCEEDED
+
+
+MAX_ATTEMPTS = 3  # runs of a multi-device job whose processes keep dying
+
+
+def _after_rank_failed(job: TrainingJob, exc: Exception) -> str:
+    """One of a multi-device job's processes died: queue it again (it resumes from its last complete
+    checkpoint), or fail it after MAX_ATTEMPTS runs."""
+    job.refresh_from_db()
+    if job.attempts >= MAX_ATTEMPTS:
+        _finish(job, JobStatus.FAILED, f"A training process stopped {job.attempts} times; the job gave up. {exc}")
+        return JobStatus.FAILED
+    _requeue(job, "one of its training processes stopped; queued again, it resumes from its last checkpoint")
+    return JobStatus.QUEUED
 
 
 def _plain(message: str, job: TrainingJob) -> str:

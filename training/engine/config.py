@@ -198,6 +198,10 @@ class FinetuneConfig:
         True, "Packing", "Padding-free batches: examples concatenated, never attending to each other.",
         choices=((True, "padding-free packing"), (False, "padded batches")),
     )  # fmt: skip
+    processes: int = knob(
+        1, "Devices", "Train on this many devices at once (data parallel, one process each, through torchrun).",
+        min=1, max=64, message="must be between 1 and 64",
+    )  # fmt: skip
     answer_only_head: bool = knob(
         True, "Answer-only output layer", "Compute the output layer and loss only on answer tokens, in chunks: "
         "never the full tokens × vocabulary logits (less memory, more so with large vocabularies).",

@@ -136,12 +136,13 @@ def run_finetune(
     on_log_line: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Train an adapter on `records` into `out_dir`/adapter. Resumes from `out_dir`/checkpoints."""
-    from transformers import Trainer, TrainerCallback
+    from transformers import Trainer, TrainerCallback, set_seed
 
     out_dir = Path(out_dir)
     say = on_log_line or (lambda line: None)
     tokenizer, model, precision = load_base(cfg)
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
+    set_seed(cfg.seed)  # the adapter's initial weights come from the seed, whatever ran before in this process
     model = _with_lora(cfg, model)
     collator = _TokenCounter(
         data_mod.PaddingFreeCollator(cfg.max_seq_len, tokenizer.pad_token_id)
@@ -168,7 +169,9 @@ def run_finetune(
         metrics = {"train_loss": progress.last_loss, "steps": trainer.state.global_step}
         if eval_set:
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]  # reported through on_log
-        adapter_dir = _save(cfg, trainer, tokenizer, out_dir, metrics, card or {})
+        adapter_dir = (
+            _save(cfg, trainer, tokenizer, out_dir, metrics, card or {}) if trainer.is_world_process_zero() else None
+        )
     return FinetuneResult("succeeded", adapter_dir, trainer.state.global_step, metrics)
 
 
@@ -272,7 +275,7 @@ class TrainingProgress:
             self.on_progress(point)
 
     def check_cancel(self, state, control) -> None:
-        if not self.cancelled and self.should_cancel and self.should_cancel():
+        if not self.cancelled and _all_agree(bool(self.should_cancel and self.should_cancel())):
             self.cancelled = True
             control.should_training_stop = True
             self.say(f"cancelled at step {state.global_step}")
@@ -296,11 +299,24 @@ class TrainingProgress:
 
             def on_save(self, args, state, control, **kw):
                 path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if path.exists():
+                if path.exists() and state.is_world_process_zero:
                     (path / COMPLETE).write_text(str(state.global_step))
                     progress.say(f"checkpoint {state.global_step} saved")
 
         return Callback()
+
+
+def _all_agree(flag: bool) -> bool:
+    """`flag` on any of the job's processes (all of them take part, at the same step); just `flag` alone."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    import torch
+
+    value = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _save(cfg, trainer, tokenizer, out_dir: Path, metrics: dict, card: dict) -> Path:
