@@ -21,7 +21,8 @@ def _enqueued_names() -> list[tuple[str, str]]:
     """(module, task name) of every enqueue(job, "name") / enqueue_task("name", ...) in the apps."""
     found = []
     for path in sorted(BASE_DIR.glob("*/**/*.py")):
-        if path.parts[len(BASE_DIR.parts)] in ("tests", "bench", ".venv") or "migrations" in path.parts:
+        top = path.parts[len(BASE_DIR.parts)]
+        if top in ("tests", "bench") or top.startswith(".") or "migrations" in path.parts:  # .venv, .venv-vllm
             continue
         module = ".".join(path.relative_to(BASE_DIR).with_suffix("").parts)
         for node in ast.walk(ast.parse(path.read_text())):

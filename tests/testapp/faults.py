@@ -19,7 +19,7 @@ def install(**kwargs) -> None:
         return
     _installed = True
     import torch
-    from transformers import LlamaForCausalLM, Trainer
+    from transformers import LlamaForCausalLM, LlamaModel, Trainer
 
     forward = LlamaForCausalLM.forward
 
@@ -30,6 +30,15 @@ def install(**kwargs) -> None:
         return forward(self, *args, **kw)
 
     LlamaForCausalLM.forward = maybe_oom
+    decoder = LlamaModel.forward  # the answer-only loss runs the decoder without the LM's forward
+
+    @functools.wraps(decoder)
+    def decoder_oom(self, *args, **kw):
+        if getattr(self.config, "mf_test_oom", False):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected by the test)")
+        return decoder(self, *args, **kw)
+
+    LlamaModel.forward = decoder_oom
     save = Trainer._save_checkpoint
 
     @functools.wraps(save)
