@@ -20,7 +20,6 @@ from accounts.services import create_api_key
 from attribution import rewards
 from attribution.models import RewardEntry
 from datanets.demo_data import demo_records
-from tests.fixtures.serving import only_builtin
 from tests.helpers import ARTIFACTS, login_cookie, run_async, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -111,10 +110,10 @@ def train_quick(olga: Api, demo_model, slug: str) -> dict:
     return job
 
 
+@pytest.mark.builtin_serving  # the demo base model: vLLM serves the tests' tiny base
 def test_a_quick_job_on_the_demo_model_learns_a_planted_fact_and_credits_its_contributor(
     live_url, celery_worker_process, extra_worker, serving_worker, demo_model, make_user, page
 ):
-    only_builtin(serving_worker)  # the demo base model; vLLM serves the tests' tiny base
     extra_worker("attribution", queues="attribution")  # as a GPU host runs `-Q gpu,attribution`
     people = {name: make_user(name) for name in ("olga", "ann", "ben")}
     apis = {name: Api(live_url, user) for name, user in people.items()}

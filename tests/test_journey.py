@@ -15,7 +15,6 @@ import requests
 
 from attribution import citations
 from datanets.models import Contribution, Datanet
-from tests.fixtures.serving import only_builtin
 from tests.helpers import ARTIFACTS, PASSWORD, wait_until
 from training.models import BaseModel, TrainingJob
 
@@ -148,10 +147,10 @@ def export(page, live_url: str, job: TrainingJob) -> None:
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= names
 
 
+@pytest.mark.builtin_serving  # the demo base model: vLLM serves the tests' tiny base
 def test_a_new_person_goes_from_sign_up_to_a_cited_answer_and_an_export(
     page, live_url, celery_worker_process, serving_worker, demo_base, tmp_path
 ):
-    only_builtin(serving_worker)  # the demo base model; vLLM serves the tests' tiny base
     page.set_viewport_size({"width": 1280, "height": 900})
     sign_up(page, live_url)
     datanet = create_datanet(page)

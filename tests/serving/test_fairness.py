@@ -23,7 +23,6 @@ from core import rpc
 from serving import limits
 from serving.client import LINE
 from serving.worker import Worker
-from tests.fixtures.serving import only_builtin
 from tests.helpers import ARTIFACTS, wait_until
 from training.models import TrainingJob
 
@@ -60,13 +59,13 @@ def test_the_worker_takes_what_it_has_room_for_and_leaves_the_rest_queued_in_ord
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.builtin_serving  # the built-in engine's admission; vLLM schedules first come, first served
 def test_another_persons_first_answer_is_not_held_behind_someone_elses_queue(
     live_url, serving_worker, model_setup, make_user
 ):
     """Real daphne and serving worker (at most 8 rows decoded together). The worker is paused while A
     sends 16 requests and then B one, so all 17 wait at once; the first 8 it admits hold B's request
     beside 7 of A's (first come, first served would admit B only once 9 of A's had finished)."""
-    only_builtin(serving_worker)  # the built-in engine's admission; vLLM schedules first come, first served
     job, key_a = model_setup  # A owns this model
     b = make_user("bob")
     job_b = TrainingJob.objects.create(owner=b, name="B's tutor", base_model=job.base_model, config={},
