@@ -51,7 +51,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
-bench: $(VENV)/.runtime
+bench: $(VENV)/.dev
 	$(PY) bench/startup.py
 	$(PY) bench/ingest.py
 	$(PY) bench/train_throughput.py

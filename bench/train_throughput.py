@@ -1,18 +1,17 @@
-"""Training throughput: our engine against a plain HF Trainer + PEFT script, same run.
+"""Training throughput: the engine against the stock Hugging Face ways, same run (issue 15).
 
-Model: random-init Llama, 4 layers, hidden 256, LoRA r=16 on all projections.
-Data: a length-skewed instruction set (answers from a few tokens to ~500).
-Baseline: what a user would write — tokenise, pad each batch to its longest
-example (DataCollatorForSeq2Seq), Trainer. Ours: run_finetune (padding-free
-batches, loss on answers only). Both train the same number of steps with the
-same batch size; throughput counts non-pad tokens only. Each side runs in its
-own process so peak memory is its own.
+Model: random-init Llama, 4 layers, hidden 256, LoRA r=16 on all projections (and the same with a
+32,768-token vocabulary for the output-layer saving). Data: a length-skewed instruction set (answers
+from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (bench/train_sides.py, each
+in its own process so its peak memory is its own): HF Trainer + PEFT with padded batches (what a user
+would write), TRL's SFTTrainer with padding_free=True (the stock HF way, which LLaMA-Factory builds on),
+and run_finetune. Shapes: batch 8 of the skewed set, ~4k tokens per step, 8 x 512-token examples.
 
 Then the live-loss lag: time from the engine's progress callback (which stores
 the point and publishes it) to its arrival at a websocket client of a real
 daphne server, p50 and p95 over 200 points.
 
-Usage: .venv/bin/python bench/train_throughput.py [--steps 60] [--batch 8]
+Usage: .venv/bin/python bench/train_throughput.py [--no-lag]
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,67 +41,49 @@ def dataset(n: int = 2000, seed: int = 0) -> list[dict]:
     return rows
 
 
-def build_model(folder: Path, rows: list[dict]) -> None:
+def long_dataset(n: int = 400, seed: int = 1) -> list[dict]:
+    """Answers long enough that every example is cut at max_seq_len: 8 x 512-token batches."""
+    rng = random.Random(seed)
+    words = "the model learns from data tokens adapter rank loss step batch answer question record".split()
+    return [{"instruction": f"Question {i}: explain item {i % 50} at length.", "input": "",
+             "output": " ".join(rng.choice(words) for _ in range(900))} for i in range(n)]  # fmt: skip
+
+
+def build_model(folder: Path, rows: list[dict], vocab: int = 0) -> None:
     from training.engine.tiny import build_tiny_model, record_texts
 
     build_tiny_model(folder, record_texts("instruction", rows), hidden=256, layers=4, heads=8, vocab_size=2048)
+    if vocab:  # a real model's vocabulary size: the output layer and logits as large as theirs
+        from transformers import AutoModelForCausalLM
 
-
-def run_side(side: str, folder: str, steps: int, batch: int) -> dict:
-    import torch
-
-    torch.manual_seed(0)
-    rows = dataset()
-    if side == "ours":
-        from training.engine import FinetuneConfig, run_finetune
-
-        points = []
-        cfg = FinetuneConfig(base_model=folder, max_steps=steps, batch_size=batch, max_seq_len=512, rank=16,
-                             alpha=32, dropout=0.05, save_steps=0, eval_fraction=0, logging_steps=steps, warmup_ratio=0)  # fmt: skip
-        start = time.perf_counter()
-        run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=points.append)
-        wall = time.perf_counter() - start
-        tps = points[-1]["tokens_per_second"]
-    else:
-        from peft import LoraConfig, get_peft_model
-        from transformers import (
-            AutoModelForCausalLM,
-            AutoTokenizer,
-            DataCollatorForSeq2Seq,
-            Trainer,
-            TrainingArguments,  # fmt: skip
-        )
-
-        tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder)
-        # Same adapter as the engine's defaults (r=16, alpha=32, dropout 0.05): only batching differs.
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                 "up_proj", "down_proj"]))  # fmt: skip
-        feats = []
-        for r in rows:
-            text = tok.apply_chat_template([{"role": "user", "content": r["instruction"]},
-                                            {"role": "assistant", "content": r["output"]}], tokenize=False)  # fmt: skip
-            ids = tok(text, truncation=True, max_length=512)["input_ids"]
-            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
-        collator = DataCollatorForSeq2Seq(tok, padding=True)
-        counted = {"tokens": 0}
+        model.resize_token_embeddings(vocab)
+        model.save_pretrained(folder)
 
-        def collate(batch_rows):
-            out = collator(batch_rows)
-            counted["tokens"] += int(out["attention_mask"].sum())
-            return out
 
-        args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
-                                 learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
-                                 use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning")  # fmt: skip
-        trainer = Trainer(model=model, args=args, train_dataset=feats, data_collator=collate)
-        start = time.perf_counter()
-        trainer.train()
-        wall = time.perf_counter() - start
-        tps = counted["tokens"] / wall
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"tokens_per_second": tps, "wall": wall, "peak_rss_mb": peak}
+SHAPES = {  # name: (rows, batch, steps)
+    "skewed, batch 8": ("skewed", 8, 40),
+    "~4k tokens/step": ("skewed", 57, 10),
+    "8 x 512 tokens": ("long", 8, 10),
+}
+SIDES = ("padded", "trl", "engine")
+LABELS = {"padded": "HF Trainer + PEFT, padded", "trl": "TRL SFTTrainer, padding_free", "engine": "ModelFactory engine"}
+
+
+def child(side: str, model: str, shape: str, engine: dict) -> dict:
+    from bench.train_sides import run_side
+
+    rows_kind, batch, steps = SHAPES[shape]
+    rows = dataset() if rows_kind == "skewed" else long_dataset()
+    return run_side(side, model, rows, steps, batch, 512, **engine)
+
+
+def spawn(side: str, model: Path, shape: str, engine: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--model", str(model), "--shape", shape,
+                          "--engine", json.dumps(engine or {})], capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"{side} on {shape} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure_lag(points: int = 200) -> tuple[float, float]:
@@ -185,36 +165,55 @@ def measure_lag(points: int = 200) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--side", choices=["ours", "baseline"])
+    parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--model")
+    parser.add_argument("--shape", choices=list(SHAPES))
+    parser.add_argument("--engine", default="{}")
+    parser.add_argument("--no-lag", action="store_true")
     args = parser.parse_args()
     if args.side:  # child process: one side, JSON out
-        print(json.dumps(run_side(args.side, args.model, args.steps, args.batch)))
+        print(json.dumps(child(args.side, args.model, args.shape, json.loads(args.engine))))
         return
-    folder = Path(tempfile.mkdtemp(prefix="mf-bench-model-")) / "base"
-    build_model(folder, dataset())
-    results = {}
-    for side in ("baseline", "ours"):
-        out = subprocess.run([sys.executable, __file__, "--side", side, "--model", str(folder), "--steps",
-                              str(args.steps), "--batch", str(args.batch)], capture_output=True, text=True, check=True)  # fmt: skip
-        results[side] = json.loads(out.stdout.strip().splitlines()[-1])
-    b, o = results["baseline"], results["ours"]
-    print(
-        f"model: Llama 4 layers x hidden 256, LoRA r=16; {args.steps} steps of batch {args.batch}; length-skewed data"
-    )
-    print(
-        f"baseline HF Trainer + PEFT, padded:  {b['tokens_per_second']:8.0f} non-pad tokens/s  peak RSS {b['peak_rss_mb']:.0f} MB"
-    )
-    print(
-        f"ModelFactory engine, padding-free:   {o['tokens_per_second']:8.0f} non-pad tokens/s  peak RSS {o['peak_rss_mb']:.0f} MB"
-    )
-    print(
-        f"ratio engine / baseline:             {o['tokens_per_second'] / b['tokens_per_second']:8.2f}x  (goal >= 1.3)"
-    )
-    p50, p95 = measure_lag()
-    print(f"live-loss lag, callback -> websocket client: p50 {p50:.1f} ms, p95 {p95:.1f} ms  (goal p95 <= 250 ms)")
+    work = Path(tempfile.mkdtemp(prefix="mf-bench-model-"))
+    build_model(work / "base", dataset() + long_dataset())
+    build_model(work / "base32k", dataset() + long_dataset(), vocab=32768)
+    goals = []
+    print("model: random Llama, 4 layers x hidden 256, vocab 2,048; LoRA r=16 on all projections; answer-only loss;")
+    print("tokens/s count non-pad tokens over the training loop; peak = the process's peak RSS")
+    for shape in SHAPES:
+        r = {side: spawn(side, work / "base", shape) for side in SIDES}
+        print(f"\n{shape}:")
+        for side in SIDES:
+            x = r[side]
+            print(f"  {LABELS[side]:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB"
+                  f"  loss {x['loss']:.3f}")  # fmt: skip
+        best = max(r["padded"]["tokens_per_second"], r["trl"]["tokens_per_second"])
+        stock = min(r["padded"]["peak_rss_mb"], r["trl"]["peak_rss_mb"])
+        vs_best, vs_padded = (
+            r["engine"]["tokens_per_second"] / best,
+            r["engine"]["tokens_per_second"] / r["padded"]["tokens_per_second"],
+        )
+        print(f"  engine / best stock {vs_best:.2f}x, engine / padded {vs_padded:.2f}x")
+        goals += [f"goal: engine >= 1.3x the best stock HF setting ({shape}): {vs_best:.2f}x, {'met' if vs_best >= 1.3 else 'NOT met'}",
+                  f"goal: engine >= 2.5x padded ({shape}): {vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
+                  f"goal: engine peak memory <= the best stock setting's ({shape}): {r['engine']['peak_rss_mb']:.0f} vs "
+                  f"{stock:.0f} MB, {'met' if r['engine']['peak_rss_mb'] <= stock else 'NOT met'}"]  # fmt: skip
+    print("\nthe output layer with a 32,768-token vocabulary (skewed, batch 8):")
+    v = {"answer-only head": spawn("engine", work / "base32k", "skewed, batch 8"),
+         "full logits": spawn("engine", work / "base32k", "skewed, batch 8", {"answer_only_head": False}),
+         "TRL padding_free": spawn("trl", work / "base32k", "skewed, batch 8")}  # fmt: skip
+    for label, x in v.items():
+        print(f"  engine, {label:22} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB")
+    saved = v["full logits"]["peak_rss_mb"] - v["answer-only head"]["peak_rss_mb"]
+    speed = v["answer-only head"]["tokens_per_second"] / v["full logits"]["tokens_per_second"]
+    print(f"  answer-only head saves {saved:.0f} MB of peak memory, {speed:.2f}x the tokens/s of full logits")
+    if not args.no_lag:
+        p50, p95 = measure_lag()
+        print(f"\nlive-loss lag, callback -> websocket client: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+        goals.append(f"goal: live-loss lag p95 <= 250 ms: {p95:.1f} ms, {'met' if p95 <= 250 else 'NOT met'}")
+    print()
+    for line in goals:
+        print(line)
 
 
 if __name__ == "__main__":

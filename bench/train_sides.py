@@ -1,0 +1,96 @@
+"""One side of bench/train_throughput.py, run in a process of its own (so its peak memory is its own):
+the engine, HF Trainer + PEFT with padded batches (what a user would write), or TRL's SFTTrainer with
+padding_free=True (the stock HF way, which LLaMA-Factory builds on). Same model, adapter (LoRA r=16,
+alpha 32, dropout 0.05, all projections), data, chat template, answer-only loss and steps."""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def run_side(side: str, folder: str, rows: list[dict], steps: int, batch: int, max_len: int, **engine) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    if side == "engine":
+        from training.engine import FinetuneConfig, run_finetune
+
+        points = []
+        cfg = FinetuneConfig(base_model=folder, max_steps=steps, batch_size=batch, max_seq_len=max_len, rank=16,
+                             alpha=32, dropout=0.05, save_steps=0, eval_fraction=0, logging_steps=steps,
+                             warmup_ratio=0, **engine)  # fmt: skip
+        run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=points.append)
+        tps, loss = points[-1]["tokens_per_second"], points[-1]["train_loss"]
+    else:
+        tps, loss = (_padded if side == "padded" else _trl)(folder, rows, steps, batch, max_len)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"tokens_per_second": tps, "wall": time.perf_counter() - start, "peak_rss_mb": peak, "loss": loss}
+
+
+def _lora(model):
+    from peft import LoraConfig, get_peft_model
+
+    model.config.use_cache = False
+    return get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                                            target_modules=TARGETS))  # fmt: skip
+
+
+def _counting(collator, counted: dict):
+    def collate(batch_rows):
+        out = collator(batch_rows)
+        mask = out.get("attention_mask")
+        counted["tokens"] += int(mask.sum()) if mask is not None else int((out["position_ids"] >= 0).sum())
+        return out
+
+    return collate
+
+
+def _padded(folder, rows, steps, batch, max_len):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from training.engine import data as data_mod
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa"))
+    feats = []
+    for r in rows:
+        e = data_mod.encode(tok, "instruction", r, max_len)  # the engine's template and answer-only labels
+        if e is not None:
+            feats.append({"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels})
+    counted = {"tokens": 0}
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
+                             learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
+                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning")  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=feats,
+                      data_collator=_counting(DataCollatorForSeq2Seq(tok, padding=True), counted))  # fmt: skip
+    start = time.perf_counter()
+    out = trainer.train()
+    return counted["tokens"] / (time.perf_counter() - start), out.training_loss
+
+
+def _trl(folder, rows, steps, batch, max_len):
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa"))
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["instruction"]}],
+                               "completion": [{"role": "assistant", "content": r["output"]}]} for r in rows])  # fmt: skip
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
+                     learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
+                     use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning",
+                     padding_free=True, max_length=max_len, completion_only_loss=True)  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    counted = {"tokens": 0}
+    trainer.data_collator = _counting(trainer.data_collator, counted)
+    start = time.perf_counter()
+    out = trainer.train()
+    return counted["tokens"] / (time.perf_counter() - start), out.training_loss
