@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ARTIFACTS, BASE_DIR, free_port, wait_until
+from tests.helpers import ARTIFACTS, BASE_DIR, answers, free_port, wait_until
 
 
 def children(pid: int) -> list[tuple[int, str]]:
@@ -32,14 +31,6 @@ def children(pid: int) -> list[tuple[int, str]]:
 
 def gpu_worker(runner: int) -> int | None:
     return next((pid for pid, cmd in children(runner) if "-Q gpu,attribution" in cmd), None)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
