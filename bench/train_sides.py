@@ -80,14 +80,19 @@ def _trl(folder, rows, steps, batch, max_len):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from training.engine import data as data_mod
+
     tok = AutoTokenizer.from_pretrained(folder)
     model = _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa"))
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["instruction"]}],
-                               "completion": [{"role": "assistant", "content": r["output"]}]} for r in rows])  # fmt: skip
+    # Tokenised and cut at max_len as for the other sides (TRL's padding_free without packing takes inputs
+    # already truncated), the answer marked by completion_mask.
+    examples = [e for e in (data_mod.encode(tok, "instruction", r, max_len) for r in rows) if e is not None]
+    data = Dataset.from_list([{"input_ids": e.input_ids, "completion_mask": [int(x != -100) for x in e.labels]}
+                              for e in examples])  # fmt: skip
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
                      learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
                      use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning",
-                     padding_free=True, max_length=max_len, completion_only_loss=True)  # fmt: skip
+                     padding_free=True, max_length=None, completion_only_loss=True)  # fmt: skip
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
     counted = {"tokens": 0}
     trainer.data_collator = _counting(trainer.data_collator, counted)
