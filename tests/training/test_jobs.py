@@ -260,3 +260,16 @@ def test_a_datanet_named_twice_is_trained_on_once(user, base_model, glossary, mo
     created = api.post("/api/v1/training/jobs/", body, format="json")
     assert created.status_code == 201, created.content
     assert TrainingJob.objects.get().datasets.count() == 1
+
+
+def test_devices_are_offered_only_where_a_host_has_several(client, user, base_model, glossary, settings):
+    client.force_login(user)
+    assert "processes" not in client.get("/training/new/").context["form"].fields  # one device: no choice
+    settings.TRAINING_DEVICES_PER_WORKER = 2
+    page = client.get("/training/new/")
+    assert "training hosts have 2" in page.context["form"].fields["processes"].help_text
+    response = client.post("/training/new/", form_data(base_model, [glossary], processes=3))
+    assert response.status_code == 400 and not TrainingJob.objects.exists()
+    assert "have 2 device(s); choose at most that many" in " ".join(response.context["form"].errors["processes"])
+    assert client.post("/training/new/", form_data(base_model, [glossary], processes=2)).status_code == 302
+    assert TrainingJob.objects.get().config["processes"] == 2

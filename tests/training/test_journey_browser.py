@@ -126,3 +126,16 @@ def test_cancel_asks_first_then_the_page_shows_where_it_stopped_without_an_eta(
     assert "left" not in page.locator("#job-summary").inner_text() and "ETA" not in page.content()
     assert page.get_by_test_id("job-status").inner_text() == "Cancelled" and page.get_by_test_id("cancel").count() == 0
     page.screenshot(path=str(ARTIFACTS / "job-cancelled.png"), full_page=True)
+
+
+def test_the_advanced_settings_show_the_new_knobs_and_no_devices_choice_on_one_device_hosts(
+    page, live_url, user, base_model, glossary
+):
+    sign_in(page, live_url, "alice")
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_url}/training/new/?datanet=glossary")
+    page.get_by_text("Advanced settings").click()
+    assert page.get_by_label("Answer-only output layer").is_visible()
+    assert page.get_by_label("Devices").count() == 0  # one device per host (the default): nothing to choose
+    page.screenshot(path=str(ARTIFACTS / "training-advanced-phone.png"), full_page=True)
+    assert page.evaluate(OVERFLOW) <= 0
