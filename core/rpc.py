@@ -130,11 +130,3 @@ def reply(conn, line: Line, request_id: str, payload: dict) -> None:
     key = line.reply_key(request_id)
     conn.rpush(key, json.dumps(payload))
     conn.expire(key, REPLY_TTL)
-
-
-def publish(conn, line: Line, request_id: str, event: dict) -> None:
-    conn.publish(line.events_channel(request_id), json.dumps(event))
-
-
-def cancelled(conn, line: Line, request_id: str) -> bool:
-    return conn.exists(line.cancel_key(request_id)) == 1

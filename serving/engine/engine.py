@@ -106,9 +106,6 @@ class ServingEngine:
 
     # --- prompts -----------------------------------------------------------------------
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        return prompt_ids(self.tokenizer, messages)
-
     def check(self, request: Request) -> list[int]:
         return check_fits(self.tokenizer, request, self.context_length)
 
