@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.serving_parts import (  # noqa: E402
+from bench.parts.serving import (  # noqa: E402
     adapter_latency,
     make_adapters,
     product_path,

@@ -2,7 +2,7 @@
 
 Model: random-init Llama, 4 layers, hidden 256, LoRA r=16 on all projections (and the same with a
 32,768-token vocabulary for the output-layer saving). Data: a length-skewed instruction set (answers
-from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (bench/train_sides.py, each
+from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (bench/parts/training.py, each
 in its own process so its peak memory is its own): HF Trainer + PEFT with padded batches (what a user
 would write), TRL's SFTTrainer with padding_free=True (the stock HF way, which LLaMA-Factory builds on),
 and run_finetune. Shapes: batch 8 of the skewed set, ~4k tokens per step, 8 x 512-token examples.
@@ -71,7 +71,7 @@ LABELS = {"padded": "HF Trainer + PEFT, padded", "trl": "TRL SFTTrainer, padding
 
 
 def child(side: str, model: str, shape: str, engine: dict) -> dict:
-    from bench.train_sides import run_side
+    from bench.parts.training import run_side
 
     rows_kind, batch, steps = SHAPES[shape]
     rows = dataset() if rows_kind == "skewed" else long_dataset()

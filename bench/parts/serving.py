@@ -1,4 +1,4 @@
-"""Pieces of bench/serving.py: adapters, a vLLM server, the static-batch baseline, the product path
+"""Pieces of bench/serving.py (not a benchmark itself): adapters, a vLLM server, the static-batch baseline, the product path
 (serving worker + Redis) and adapter load/swap latency."""
 
 from __future__ import annotations
