@@ -5,6 +5,7 @@ backoff, while the site goes on answering; Ctrl-C still stops everything. On emb
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import ARTIFACTS, BASE_DIR, answers, free_port, wait_until
 
@@ -33,28 +35,48 @@ def gpu_worker(runner: int) -> int | None:
     return next((pid for pid, cmd in children(runner) if "-Q gpu,attribution" in cmd), None)
 
 
-@pytest.fixture
-def runner(tmp_path, demo_model_folder):
+def var_dir(tmp_path: Path, demo_model_folder: Path) -> Path:
     var = tmp_path / "var"
     (var / "models").mkdir(parents=True)
     (var / "models" / "demo-llama").symlink_to(demo_model_folder, target_is_directory=True)  # built once
-    port = free_port()
+    return var
+
+
+def runner_env(var: Path, port: int, chain_port: int) -> dict:
     unset = ("DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL", "DJANGO_SETTINGS_MODULE")
     env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(VAR_DIR=str(var), PORT=str(port), CHAIN_PORT=str(free_port()))
+    env.update(VAR_DIR=str(var), PORT=str(port), CHAIN_PORT=str(chain_port))
+    return env
+
+
+def start_runner(env: dict, log: Path) -> subprocess.Popen:
+    """`make run`'s runner, up and answering on its port, with its gpu worker started."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "runner.log"
     proc = subprocess.Popen([sys.executable, "-m", "modelfactory.runner"], cwd=BASE_DIR, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                            stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    wait_until(lambda: answers(f"http://127.0.0.1:{env['PORT']}/") or proc.poll() is not None, timeout=240)
+    assert proc.poll() is None, log.read_text()[-3000:]
+    wait_until(lambda: gpu_worker(proc.pid) is not None, timeout=30)
+    return proc
+
+
+def stop_runner(proc: subprocess.Popen) -> int:
+    """Ctrl-C, as a person stops `make run`."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    return proc.wait(90)
+
+
+@pytest.fixture
+def runner(tmp_path, demo_model_folder):
+    env = runner_env(var_dir(tmp_path, demo_model_folder), free_port(), free_port())
+    log = ARTIFACTS / "runner.log"
+    log.unlink(missing_ok=True)
+    proc = start_runner(env, log)
     try:
-        wait_until(lambda: answers(f"http://127.0.0.1:{port}/") or proc.poll() is not None, timeout=240)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        wait_until(lambda: gpu_worker(proc.pid) is not None, timeout=30)
-        yield proc, port, log
+        yield proc, int(env["PORT"]), log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(90)
+        stop_runner(proc)
 
 
 def test_a_killed_worker_is_restarted_and_the_site_stays_up(runner):
@@ -67,6 +89,69 @@ def test_a_killed_worker_is_restarted_and_the_site_stays_up(runner):
     new = gpu_worker(proc.pid)
     assert new is not None and new != old
     assert answers(f"http://127.0.0.1:{port}/") and proc.poll() is None  # nothing else was stopped
-    os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(90) == 0
+    assert stop_runner(proc) == 0
     assert "[modelfactory] stopped" in log.read_text()
+
+
+SETUP = """
+import json
+from accounts.services import create_api_key
+from datanets.models import Datanet
+from django.contrib.auth import get_user_model
+from training.models import BaseModel
+demo = get_user_model().objects.get(username="demo")
+print(json.dumps({"key": create_api_key(demo, "runner test")[1],
+                  "base": BaseModel.objects.get(builtin=True, enabled=True).pk,
+                  "slug": Datanet.objects.filter(owner=demo).order_by("pk").first().slug}))
+"""
+
+
+def test_a_job_survives_a_killed_worker_and_a_full_restart(tmp_path, demo_model_folder):
+    """The issue's crash: kill -9 of the whole gpu worker mid-job (the runner starts it again and its
+    start-up sweep queues the job again), then Ctrl-C of the whole app mid-job and `make run` again. The
+    job resumes from a checkpoint each time and ends with every step recorded exactly once."""
+    env = runner_env(var_dir(tmp_path, demo_model_folder), free_port(), free_port())
+    log = ARTIFACTS / "runner-job.log"
+    log.unlink(missing_ok=True)
+    proc = start_runner(env, log)
+    try:
+        shell = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP], cwd=BASE_DIR, env=env,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        setup = json.loads(shell.stdout.strip().splitlines()[-1])
+        api, headers = f"http://127.0.0.1:{env['PORT']}/api/v1", {"Authorization": f"Bearer {setup['key']}"}
+
+        def job() -> dict:
+            return requests.get(f"{api}/training/jobs/{created['id']}/", headers=headers, timeout=30).json()
+
+        body = {"base_model": setup["base"], "datanets": [setup["slug"]], "preset": "custom",
+                "config": {"max_steps": STEPS, "save_steps": 10, "batch_size": 2}}  # fmt: skip
+        created = requests.post(f"{api}/training/jobs/", json=body, headers=headers, timeout=30).json()
+        assert "id" in created, created
+        wait_until(lambda: job()["last_step"] >= 24, timeout=180)
+        os.killpg(os.getpgid(gpu_worker(proc.pid)), signal.SIGKILL)  # main process and pool child, from outside
+        wait_until(lambda: "resuming from checkpoint-" in job()["log_tail"], timeout=120)
+        first_resume = job()["log_tail"].split("resuming from checkpoint-")[1].split()[0]
+        assert int(first_resume) >= 20, job()["log_tail"]
+        wait_until(lambda: job()["last_step"] >= int(first_resume) + 20, timeout=180)
+
+        assert stop_runner(proc) == 0  # the whole app, mid-job
+        assert job_status_offline(env, created["id"]) == "running"  # nobody is left to say otherwise
+        proc = start_runner(env, log)  # `make run` again: the new gpu worker's sweep queues the job again
+        wait_until(lambda: job()["status"] in ("succeeded", "failed"), timeout=300)
+        final = job()
+    finally:
+        stop_runner(proc)
+    assert final["status"] == "succeeded", (final["message"], final["log_tail"])
+    assert final["log_tail"].count("resuming from checkpoint-") == 2, final["log_tail"]
+    assert [p["step"] for p in final["metrics"]] == list(range(1, STEPS + 1))  # no gap, no duplicate
+
+
+STEPS = 120
+
+
+def job_status_offline(env: dict, job_id: int) -> str:
+    """The job's status read straight from the database while the app is down."""
+    code = f"from training.models import TrainingJob; print(TrainingJob.objects.get(pk={job_id}).status)"
+    shell = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=BASE_DIR, env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return shell.stdout.strip().splitlines()[-1]
