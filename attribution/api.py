@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from attribution import anchoring, rewards
+from attribution import anchoring, distribution, rewards
 from attribution.access import readable_record, visible_anchors
 from attribution.models import ContributionInfluence, RewardEntry, RewardEpoch
 from core.api import OBJECT, OBJECTS
@@ -84,7 +84,35 @@ class RewardViewSet(viewsets.ViewSet):
     @extend_schema(responses={200: OBJECTS})
     @action(detail=False, methods=["get"])
     def mine(self, request):
-        entries = RewardEntry.objects.filter(contributor=request.user).select_related("epoch")
+        """The caller's rows: amounts, the Merkle proof, and for epochs paid on chain the claim state
+        (claimed / unclaimed / not anchored / no wallet) with everything a wallet or script needs to claim:
+        the leaf's fields, the contract addresses, the chain id, the claim ABI and ready calldata."""
+        entries = RewardEntry.objects.filter(contributor=request.user).select_related("epoch", "epoch__anchor")
         return Response([{"epoch": e.epoch.number, "influence": e.influence, "reputation": e.reputation,
-                          "gross": e.gross, "penalty": e.penalty, "amount": e.amount,
+                          "gross": e.gross, "penalty": e.penalty, "carried_in": e.carried_in, "amount": e.amount,
+                          "wallet": e.wallet or None, "claim_state": distribution.claim_state(e),
+                          "claim_tx": e.claim_tx or None, "claim": distribution.claim_payload(e),
                           "proof": rewards.entry_proof(e.epoch, e)} for e in entries])  # fmt: skip
+
+    @extend_schema(
+        request=None,
+        responses={200: OBJECT},
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The epoch number.")],
+    )
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        """Claim the caller's reward for an epoch through the server, which sends the transaction and pays its
+        gas (where the site relays claims; else claim from a wallet with the payload of `mine`)."""
+        entry = (
+            RewardEntry.objects.filter(contributor=request.user, epoch__number=int(pk) if str(pk).isdigit() else -1)
+            .select_related("epoch", "epoch__anchor")
+            .first()
+        )
+        if entry is None:
+            raise NotFound("You have no reward in this epoch.")
+        try:
+            tx_hash = distribution.relay_claim(entry)
+        except distribution.ClaimRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response({"epoch": entry.epoch.number, "amount": entry.amount, "account": entry.wallet,
+                         "tx_hash": tx_hash})  # fmt: skip

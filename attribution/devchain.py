@@ -65,6 +65,18 @@ def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
+def _reverted(request_id: Any, exc: Exception) -> dict[str, Any] | None:
+    """A contract revert answered as geth does (code 3, the Error(string) data), so clients read its reason."""
+    message = str(exc)
+    if "execution reverted" not in message:
+        return None
+    from eth_abi import encode
+
+    reason = message.split("execution reverted", 1)[1].lstrip(": ").strip().strip("'\"")
+    data = "0x08c379a0" + encode(["string"], [reason]).hex()
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": 3, "message": message, "data": data}}
+
+
 class DevChain:
     """The chain, its lock (eth-tester is not thread-safe) and the journal of accepted raw txs."""
 
@@ -126,7 +138,7 @@ class DevChain:
         except RpcError as exc:
             return _error(request_id, exc.code, exc.message)
         except Exception as exc:  # eth-tester raises its validation errors (nonce, funds) as exceptions
-            return _error(request_id, -32000, str(exc) or type(exc).__name__)
+            return _reverted(request_id, exc) or _error(request_id, -32000, str(exc) or type(exc).__name__)
         return {"jsonrpc": "2.0", "id": request_id, "result": jsonable(result)}
 
     def handle_body(self, body: bytes) -> Any:

@@ -111,6 +111,15 @@ class RewardEpoch(models.Model):
     answers = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     root = models.CharField(max_length=64, blank=True)
+    leaf_scheme = models.CharField(
+        max_length=8, choices=[("json", "JSON rows, SHA-256 (RFC 9162), anchored as data"),
+                               ("keccak", "ABI-encoded rows, keccak (OpenZeppelin), paid by the distributor")],
+        default="keccak", help_text="How the ledger's leaves and root are computed; epochs closed before "
+        "on-chain payment keep the JSON scheme.",
+    )  # fmt: skip
+    funded = models.PositiveBigIntegerField(
+        default=0, help_text="Units sent to the distributor for this epoch: the rows with a wallet."
+    )
 
     class Meta:
         ordering = ["-number"]
@@ -132,10 +141,14 @@ class RewardEntry(models.Model):
     amount = models.PositiveBigIntegerField()
     index = models.PositiveIntegerField(help_text="Leaf position in the epoch's tree.")
     salt = models.CharField(
-        max_length=32, blank=True, default="",
-        help_text="128 random bits in the leaf, shown only to its contributor: the sibling hashes in another "
+        max_length=64, blank=True, default="",
+        help_text="Random bits in the leaf (256, hex), shown only to its contributor: the sibling hashes in another "
         "person's proof cannot be brute-forced to learn this row's amount. Empty on rows written before salting.",
     )  # fmt: skip
+    carried_in = models.PositiveBigIntegerField(
+        default=0, help_text="Units carried from earlier epochs that closed while this person had no wallet."
+    )
+    claim_tx = models.CharField(max_length=66, blank=True, help_text="The claim transaction, once seen.")
 
     class Meta:
         ordering = ["epoch", "index"]

@@ -1,6 +1,6 @@
 """Reward epochs: a pool split across contributors in proportion to their positive
 influence on answers, less reputation penalties, written as a ledger whose rows are
-the leaves of a Merkle tree (the same RFC 9162 module as Datanet versions).
+the leaves of a Merkle tree: since on-chain payment, the distributor's keccak tree (attribution/ledger.py).
 
 Credit: every scored answer hands out one unit of credit, split across the
 contributions that influenced it in proportion to their combined scores; a
@@ -9,6 +9,9 @@ of the pool is credit / total credit (largest-remainder rounding, so the shares 
 to the pool exactly). Penalty: contributors whose reputation (credit-weighted over
 the Datanets the credit came from) is under REPUTATION_FLOOR lose that fraction of
 their share, (floor − reputation) / floor; withheld units roll into the next epoch.
+Wallets: a row pays the wallet its contributor had linked when the epoch closed. A contributor
+without one is paid nothing on chain for that epoch; the units are carried into their row of
+the next epoch (carried_in), so linking a wallet later loses nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ from django.utils import timezone
 
 from accounts.models import Wallet
 from attribution.anchoring import anchor_epoch
-from attribution.ledger import leaf, leaf_hashes, ledger_root
+from attribution.ledger import claim_fields, leaf, leaf_hashes, ledger_root, payable, proof, root_of
 from attribution.models import AnswerInfluence, RewardEntry, RewardEpoch
-from datanets import merkle
 from datanets.models import ContributorStanding, reputation
 
 __all__ = ["close_epoch", "credits", "entry_proof", "ledger_root", "open_epoch", "split", "RewardError"]
@@ -91,8 +93,36 @@ def _reputation(user_id: int, by_datanet: dict[int, Decimal]) -> float:
     return float(sum(w * Decimal(repr(standings.get(d, 0.5))) for d, w in by_datanet.items()) / whole)
 
 
+def _carried(previous: RewardEpoch | None) -> dict[int, int]:
+    """Units of the previous epoch's rows that could not be paid on chain (no wallet when it closed)."""
+    if previous is None or previous.leaf_scheme == "json":
+        return {}
+    rows = previous.entries.filter(wallet="", amount__gt=0).values_list("contributor_id", "amount")
+    return dict(rows)
+
+
+def _entries(epoch: RewardEpoch, gross: dict[int, int], total, by_datanet, carried: dict[int, int]) -> list:
+    wallets = dict(
+        Wallet.objects.filter(user_id__in={*gross, *carried}).order_by("linked_at").values_list("user_id", "address")
+    )  # the latest linked wallet wins
+    entries = []
+    for index, user_id in enumerate(sorted({*gross, *carried})):
+        share = gross.get(user_id, 0)
+        rep = _reputation(user_id, by_datanet[user_id]) if user_id in by_datanet else 1.0
+        rate = max(0.0, (REPUTATION_FLOOR - rep) / REPUTATION_FLOOR)
+        penalty = int(share * Decimal(repr(rate)))
+        entries.append(
+            RewardEntry(epoch=epoch, contributor_id=user_id, wallet=wallets.get(user_id, ""),
+                        influence=float(total.get(user_id, 0)), reputation=rep, gross=share, penalty=penalty,
+                        carried_in=carried.get(user_id, 0), amount=share - penalty + carried.get(user_id, 0),
+                        index=index, salt=secrets.token_hex(32))
+        )  # fmt: skip
+    return entries
+
+
 def close_epoch(pool: int | None = None) -> RewardEpoch:
-    """Close the open epoch: split its pool, write the ledger and its root, anchor the root."""
+    """Close the open epoch: split its pool, write the ledger and its root, and anchor it (on chain, the
+    distributor is funded with the rows that have a wallet and publishes the root for claims)."""
     if pool is not None and (not isinstance(pool, int) or pool < 0 or pool > 10**30):
         raise RewardError("The pool is a whole number of base units, 0 or more.")
     with transaction.atomic():
@@ -103,25 +133,14 @@ def close_epoch(pool: int | None = None) -> RewardEpoch:
             pool if pool is not None else settings.REWARD_POOL_PER_EPOCH + (previous.withheld if previous else 0)
         )
         total, by_datanet, answers = credits(epoch.starts_at, now)
-        gross = split(epoch.pool, total)
-        wallets = dict(
-            Wallet.objects.filter(user_id__in=gross).order_by("-linked_at").values_list("user_id", "address")
-        )
-        entries = []
-        for index, user_id in enumerate(sorted(gross)):
-            rep = _reputation(user_id, by_datanet[user_id])
-            rate = max(0.0, (REPUTATION_FLOOR - rep) / REPUTATION_FLOOR)
-            penalty = int(gross[user_id] * Decimal(repr(rate)))
-            entries.append(
-                RewardEntry(epoch=epoch, contributor_id=user_id, wallet=wallets.get(user_id, ""),
-                            influence=float(total[user_id]), reputation=rep, gross=gross[user_id], penalty=penalty,
-                            amount=gross[user_id] - penalty, index=index, salt=secrets.token_hex(16))
-            )  # fmt: skip
+        entries = _entries(epoch, split(epoch.pool, total), total, by_datanet, _carried(previous))
         RewardEntry.objects.bulk_create(entries)
-        epoch.distributed = sum(e.amount for e in entries)
+        epoch.distributed = sum(e.gross - e.penalty for e in entries)
         epoch.withheld = epoch.pool - epoch.distributed
+        epoch.funded = sum(payable(e) for e in entries)
         epoch.answers, epoch.ends_at, epoch.status = answers, now, RewardEpoch.Status.CLOSED
-        epoch.root = merkle.root(leaf_hashes(epoch.number, entries)).hex()
+        epoch.leaf_scheme = "keccak"
+        epoch.root = root_of(epoch, entries)
         epoch.save()
         RewardEpoch.objects.create(number=epoch.number + 1, starts_at=now)
         anchor_epoch(epoch)
@@ -129,9 +148,12 @@ def close_epoch(pool: int | None = None) -> RewardEpoch:
 
 
 def entry_proof(epoch: RewardEpoch, entry: RewardEntry) -> dict:
-    leaves = leaf_hashes(epoch.number, epoch.entries.order_by("index"))
-    return {
-        "epoch": epoch.number, "root": epoch.root, "tree_size": len(leaves), "leaf_index": entry.index,
-        "leaf": leaf(epoch.number, entry).decode(), "leaf_hash": leaves[entry.index].hex(),
-        "proof": [p.hex() for p in merkle.inclusion_proof(entry.index, leaves)],
-    }  # fmt: skip
+    """The row's leaf and its inclusion proof against the epoch's root (what a claim or an audit needs)."""
+    found = {"epoch": epoch.number, "root": epoch.root, "scheme": epoch.leaf_scheme,
+             "tree_size": epoch.entries.count(), "leaf_index": entry.index,
+             "leaf_hash": leaf_hashes(epoch, [entry])[0].hex(), "proof": proof(epoch, entry)}  # fmt: skip
+    if epoch.leaf_scheme == "json":
+        found["leaf"] = leaf(epoch.number, entry).decode()
+    else:
+        found["leaf"] = claim_fields(epoch.number, entry)
+    return found

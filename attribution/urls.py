@@ -10,4 +10,5 @@ urlpatterns = [
     path("anchors/<int:anchor_id>/", views.anchor, name="anchor"),
     path("rewards/", views.epochs, name="epochs"),
     path("rewards/close/", views.close_epoch, name="close-epoch"),
+    path("rewards/<int:epoch_number>/claim/", views.claim, name="claim"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
@@ -10,7 +11,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from attribution import anchoring, rewards
+from attribution import anchoring, distribution, rewards
 from attribution.access import readable_record, visible_anchors
 from attribution.indexing import record_text
 from attribution.models import ContributionInfluence, RewardEntry, RewardEpoch
@@ -30,9 +31,37 @@ def mine(request):
     contributions = [{"row": r, "text": record_text(r.datanet.schema, r.content)[:160]} for r in rows]
     entries = RewardEntry.objects.filter(contributor=request.user).select_related("epoch", "epoch__anchor")
     total = entries.aggregate(total=Sum("amount"))["total"] or 0
-    return render(
-        request, "attribution/mine.html", {"contributions": contributions, "entries": entries, "total": total}
+    rows = []
+    for entry in entries:
+        state = distribution.claim_state(entry)
+        payload = distribution.claim_payload(entry) if state == "unclaimed" else None
+        rows.append({"e": entry, "state": state, "words": distribution.state_words(entry, state), "claim": payload})
+    context = {"contributions": contributions, "rows": rows, "total": total,
+               "relay": settings.REWARD_RELAY_CLAIMS}  # fmt: skip
+    return render(request, "attribution/mine.html", context)
+
+
+@login_required
+@require_POST
+def claim(request, epoch_number: int):
+    """Claim one epoch's reward through the server (it sends the transaction and pays the gas)."""
+    entry = (
+        RewardEntry.objects.filter(contributor=request.user, epoch__number=epoch_number)
+        .select_related("epoch", "epoch__anchor")
+        .first()
     )
+    if entry is None:
+        raise Http404("You have no reward in this epoch.")
+    try:
+        tx_hash = distribution.relay_claim(entry)
+    except distribution.ClaimRefused as exc:
+        messages.error(request, f"Epoch {epoch_number} was not claimed. {exc}")
+    else:
+        messages.success(
+            request, f"Claimed: {entry.amount:,} units of epoch {epoch_number} sent to {entry.wallet} "
+            f"(transaction {tx_hash}).",
+        )  # fmt: skip
+    return redirect("attribution:mine")
 
 
 @require_GET

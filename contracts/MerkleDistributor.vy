@@ -65,6 +65,8 @@ def claim(
 ):
     root: bytes32 = self.roots[epoch]
     assert root != empty(bytes32), "epoch not published"
+    # A row without a wallet commits to the zero address: it is in the ledger, never paid (nor burned).
+    assert account != empty(address), "no account"
     word: uint256 = index >> 8
     bit: uint256 = 1 << (index & 255)
     bits: uint256 = self.claimed_words[epoch][word]

@@ -195,7 +195,10 @@ def main() -> int:
     if not env.get("CHAIN_RPC_URL"):
         supervisor.start("chain", dev_chain_command(env, var_dir, python))
     try:
-        for step in (["migrate", "--noinput"], ["seed_demo"]):
+        steps = [["migrate", "--noinput"], ["seed_demo"]]
+        if "chain" in supervisor.children:  # the dev chain: the reward contracts, deployed once (kept in VAR_DIR)
+            steps.append(["deploy_rewards"])
+        for step in steps:
             subprocess.run([python, "manage.py", *step], cwd=BASE_DIR, check=True)
         commands = service_commands(env, python, host, port)
         if env.get("SERVING_BACKEND") == "vllm" and not env.get("VLLM_URL"):

@@ -391,3 +391,7 @@ CHAIN_RPC_URL = env_url("CHAIN_RPC_URL", schemes=("http", "https"))
 CHAIN_PRIVATE_KEY = env_str("CHAIN_PRIVATE_KEY", "")
 CHAIN_DEV_KEY_OK = env_bool("CHAIN_DEV_KEY_OK", not CHAIN_RPC_URL)
 CHAIN_TIMEOUT = env_int("CHAIN_TIMEOUT", 10, minimum=1)
+# Reward token and Merkle distributor: deployed once on the dev chain (kept under VAR_DIR/chain), else these.
+REWARD_TOKEN_ADDRESS = env_str("REWARD_TOKEN_ADDRESS", "")
+REWARD_DISTRIBUTOR_ADDRESS = env_str("REWARD_DISTRIBUTOR_ADDRESS", "")
+REWARD_RELAY_CLAIMS = env_bool("REWARD_RELAY_CLAIMS", CHAIN_DEV_KEY_OK)  # the server sends claims and pays their gas

@@ -5,6 +5,7 @@ plain helpers are in tests/helpers.py and data builders in tests/factories.py.""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,13 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_reward_contracts(settings):
+    """Each test's reward epochs start again at 1 (its database is new), so each gets a fresh token and
+    distributor on the dev chain: the addresses kept under VAR_DIR are forgotten before it runs."""
+    (Path(settings.VAR_DIR) / "chain" / "contracts.json").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -379,3 +379,16 @@ def claim(
 def claimed(w3: Web3, addresses: Addresses, epoch: int, index: int) -> bool:
     with _contract_errors():
         return bool(_distributor(w3, addresses).functions.is_claimed(epoch, index).call(_VIEW_CALLER))
+
+
+def published_tx(w3: Web3, addresses: Addresses, epoch: int) -> tuple[str, int] | None:
+    """(tx hash, block) of the epoch's Published event, None if it was never published."""
+    with _contract_errors():
+        logs = _distributor(w3, addresses).events.Published.get_logs(from_block=0, argument_filters={"epoch": epoch})
+    return (logs[0]["transactionHash"].to_0x_hex(), int(logs[0]["blockNumber"])) if logs else None
+
+
+def claim_data(addresses: Addresses, epoch: int, index: int, account: str, amount: int, salt, proof) -> str:
+    """The calldata of claim(...), for a browser wallet or a script to send to the distributor itself."""
+    args = [epoch, index, to_checksum_address(account), amount, _bytes32(salt, "salt"), [bytes(p) for p in proof]]
+    return _distributor(Web3(), addresses).encode_abi("claim", args=args)

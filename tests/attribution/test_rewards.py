@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attribution import anchoring, rewards
+from attribution.engine import distributor
 from attribution.models import Anchor, AnswerAttribution, AnswerInfluence, RewardEntry
 from datanets import merkle
 from datanets.demo_data import demo_records
@@ -69,8 +70,8 @@ def test_an_epoch_root_anchors_and_an_edited_ledger_row_fails_verification(influ
     assert anchor.status == "anchored" and anchoring.verify(anchor)["ok"]
     entry = RewardEntry.objects.filter(epoch=epoch).first()
     proof = rewards.entry_proof(epoch, entry)
-    assert merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), entry.index, proof["tree_size"],
-                                   [bytes.fromhex(p) for p in proof["proof"]], bytes.fromhex(epoch.root))  # fmt: skip
+    assert distributor.verify(bytes.fromhex(proof["leaf_hash"]), [bytes.fromhex(p[2:]) for p in proof["proof"]],
+                              bytes.fromhex(epoch.root))  # fmt: skip
     RewardEntry.objects.filter(pk=entry.pk).update(amount=entry.amount + 1)
     result = anchoring.verify(anchor)
     assert not result["ok"] and result["chain_root"] == epoch.root != result["recomputed_root"]
@@ -117,23 +118,32 @@ def test_the_split_always_sums_to_the_pool(pool, weights):
 
 
 def test_ledger_leaves_are_salted_so_sibling_hashes_do_not_reveal_amounts(influenced):
-    """A proof hands its holder the sibling hashes; with a 128-bit salt in every leaf, guessing another
-    row's (contributor, amount) and hashing it no longer finds that sibling. Unsalted rows (written
-    before salting) keep their leaves and roots, so old anchors still verify."""
+    """A proof hands its holder the sibling hashes; with a 256-bit salt in every leaf, guessing another
+    row's (account, amount) and hashing it no longer finds that sibling. Epochs closed before on-chain
+    payment keep their JSON leaves and roots, so old anchors still verify."""
     from attribution.ledger import leaf, ledger_root
 
     epoch = rewards.close_epoch(pool=1000)
     first, second = RewardEntry.objects.filter(epoch=epoch).order_by("index")[:2]
-    assert len(first.salt) == 32 and first.salt != second.salt
+    assert len(first.salt) == 64 and first.salt != second.salt
     proof = rewards.entry_proof(epoch, first)
-    assert json.loads(proof["leaf"])["salt"] == first.salt  # its contributor sees their own salt
-    sibling = bytes.fromhex(proof["proof"][0])
-    guess = RewardEntry(contributor_id=second.contributor_id, wallet=second.wallet, amount=second.amount,
-                        gross=second.gross, penalty=second.penalty, index=second.index)  # fmt: skip
-    assert merkle.leaf_hash(leaf(epoch.number, guess)) != sibling  # the right guess, without the salt
-    assert merkle.leaf_hash(leaf(epoch.number, second)) == sibling
-    assert merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), first.index, proof["tree_size"],
-                                   [bytes.fromhex(p) for p in proof["proof"]], bytes.fromhex(epoch.root))  # fmt: skip
-    RewardEntry.objects.filter(epoch=epoch).update(salt="")  # as rows from before salting
+    assert proof["leaf"]["salt"] == "0x" + first.salt and proof["scheme"] == "keccak"  # its contributor sees it
+    sibling = bytes.fromhex(proof["proof"][0][2:])
+    unsalted = distributor.leaf_hash(epoch.number, second.index, ZERO, second.amount, bytes(32))
+    assert unsalted != sibling  # the right guess, without the salt
+    assert distributor.leaf_hash(epoch.number, second.index, ZERO, second.amount, second.salt) == sibling
+    assert distributor.verify(bytes.fromhex(proof["leaf_hash"]), [bytes.fromhex(p[2:]) for p in proof["proof"]],
+                              bytes.fromhex(epoch.root))  # fmt: skip
+    # An epoch closed before on-chain payment (JSON leaves, RFC 9162 tree) verifies as it did.
+    epoch.leaf_scheme = "json"
+    RewardEntry.objects.filter(epoch=epoch).update(salt="")
     first.refresh_from_db()
-    assert ledger_root(epoch) != epoch.root and "salt" not in rewards.entry_proof(epoch, first)["leaf"]
+    old_root = ledger_root(epoch)
+    proof = rewards.entry_proof(epoch, first)
+    assert "salt" not in json.loads(proof["leaf"]) and merkle.leaf_hash(leaf(epoch.number, first)).hex() == proof[
+        "leaf_hash"]  # fmt: skip
+    assert merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), first.index, proof["tree_size"],
+                                   [bytes.fromhex(p) for p in proof["proof"]], bytes.fromhex(old_root))  # fmt: skip
+
+
+ZERO = "0x" + "00" * 20
