@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -96,7 +96,7 @@ class RewardViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: OBJECT},
+        responses={200: OBJECT, 503: OpenApiResponse(OBJECT, description="The chain could not be reached; retry.")},
         parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The epoch number.")],
     )
     @action(detail=True, methods=["post"])

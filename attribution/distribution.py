@@ -184,7 +184,9 @@ def relay_claim(entry: RewardEntry) -> str:
     if not settings.REWARD_RELAY_CLAIMS:
         raise ClaimRefused("This site does not send claims for you: claim from your wallet with the proof below.", 400)
     state = claim_state(entry)
-    if state in ("off chain", "no wallet", "not anchored", "claimed"):
+    if state == "claimed":
+        raise ClaimRefused(REFUSALS["already claimed"])
+    if state in ("off chain", "no wallet", "not anchored"):
         raise ClaimRefused(state_words(entry, state))
     fields = claim_fields(entry.epoch.number, entry)
     client = chain()
@@ -207,7 +209,7 @@ def state_words(entry: RewardEntry, state: str) -> str:
         "no wallet": "No wallet was linked when this epoch closed, so this amount is carried into your next epoch. "
         "Link a wallet (Sign in with Ethereum, on your profile) to be paid then.",
         "not anchored": REFUSALS["epoch not published"],
-        "claimed": REFUSALS["already claimed"],
+        "claimed": f"Paid: {entry.amount:,} units went to {entry.wallet}.",
         "unclaimed": f"Ready to claim: {entry.amount:,} units to {entry.wallet}.",
         "unknown": "The chain could not be read just now, so whether this was claimed is unknown.",
     }[state]

@@ -196,3 +196,72 @@ def test_a_real_chain_without_deployed_contracts_says_what_to_run(three, setting
     settings.VAR_DIR = tmp_path  # nothing deployed and kept here
     with pytest.raises(ChainError, match="deploy_rewards"):
         distribution.addresses()
+
+
+def test_over_the_devchain_the_contracts_survive_a_restart_and_refusals_keep_their_reason(tmp_path):
+    """`make run`'s chain: the contracts deployed once are still there after a restart (the journal replays
+    the deployment at the same addresses), and a refused claim arrives over JSON-RPC with its reason."""
+    from eth_account import Account
+
+    from attribution.engine.chain import DEV_PRIVATE_KEY, Chain
+    from tests.attribution.test_chain_engine import start_devchain, stop_devchain
+
+    journal, log, dev = (
+        tmp_path / "chain" / "journal.jsonl",
+        tmp_path / "devchain.log",
+        Account.from_key(DEV_PRIVATE_KEY),
+    )
+    proc, url = start_devchain(journal, log)
+    try:
+        found = distributor.deploy(Chain(url, timeout=5).w3, dev)
+    finally:
+        assert stop_devchain(proc) == 0
+    proc, url = start_devchain(journal, log)
+    try:
+        w3 = Chain(url, timeout=5).w3
+        assert len(w3.eth.get_code(found.distributor)) > 0 and len(w3.eth.get_code(found.token)) > 0
+        with pytest.raises(distributor.ContractReverted) as caught:
+            distributor.claim(w3, found, dev, 1, 0, dev.address, 5, bytes(32), [])
+        assert caught.value.reason == "epoch not published"
+    finally:
+        assert stop_devchain(proc) == 0
+
+
+@pytest.fixture(scope="module")
+def devchain_url(tmp_path_factory):
+    from tests.attribution.test_chain_engine import start_devchain, stop_devchain
+
+    folder = tmp_path_factory.mktemp("devchain")
+    proc, url = start_devchain(folder / "journal.jsonl", folder / "devchain.log")
+    yield url
+    stop_devchain(proc)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "viewport, suffix", [({"width": 1280, "height": 900}, ""), ({"width": 390, "height": 844}, "-phone")]
+)
+def test_a_contributor_claims_from_the_rewards_page(devchain_url, server_pool, settings, three, page, viewport, suffix):
+    """On `make run`'s kind of chain (the devchain, shared by the site and this test)."""
+    from tests.helpers import ARTIFACTS, sign_in
+
+    settings.CHAIN_RPC_URL = devchain_url
+    live_url = server_pool.get(CHAIN_RPC_URL=devchain_url, CHAIN_DEV_KEY_OK="true")
+    epoch, _, _ = published()
+    influence(three[1], "Another answer, in the next epoch.")
+    rewards.close_epoch(pool=600)  # closed, not yet on chain
+    page.set_viewport_size(viewport)
+    sign_in(page, live_url, "dave")
+    page.goto(f"{live_url}/attribution/me/")
+    row = page.locator(f"[data-testid=reward-row][data-epoch='{epoch.number}']")
+    assert "Ready to claim" in row.inner_text()
+    assert "not on chain yet" in page.locator(f"[data-testid=reward-row][data-epoch='{epoch.number + 1}']").inner_text()
+    row.get_by_role("button", name="Claim from my wallet").click()  # no wallet in this browser: it says so
+    assert "No Ethereum wallet found" in row.inner_text()
+    row.get_by_role("button", name="Claim 333,333 units").click()
+    page.wait_for_selector("text=Claimed: 333,333 units")
+    state = page.locator(f"[data-testid=reward-row][data-epoch='{epoch.number}']").get_attribute("data-state")
+    assert state == "claimed"
+    page.screenshot(path=str(ARTIFACTS / f"rewards-claim{suffix}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
