@@ -134,11 +134,13 @@ def test_a_job_survives_a_killed_worker_and_a_full_restart(tmp_path, demo_model_
         assert int(first_resume) >= 20, job()["log_tail"]
         wait_until(lambda: job()["last_step"] >= int(first_resume) + 20, timeout=180)
 
+        contracts = (Path(env["VAR_DIR"]) / "chain" / "contracts.json").read_text()  # deployed at the first start
         assert stop_runner(proc) == 0  # the whole app, mid-job
         assert job_status_offline(env, created["id"]) == "running"  # nobody is left to say otherwise
         proc = start_runner(env, log)  # `make run` again: the new gpu worker's sweep queues the job again
         wait_until(lambda: job()["status"] in ("succeeded", "failed"), timeout=300)
         final = job()
+        assert (Path(env["VAR_DIR"]) / "chain" / "contracts.json").read_text() == contracts  # kept, not redeployed
     finally:
         stop_runner(proc)
     assert final["status"] == "succeeded", (final["message"], final["log_tail"])

@@ -77,7 +77,7 @@ def balance(account: str) -> int:
     return distributor.balance_of(chain().w3, distribution.addresses(), account)
 
 
-def test_an_epoch_is_funded_published_and_each_contributor_claims_exactly_their_amount(three, client):
+def test_an_epoch_is_funded_published_and_each_contributor_claims_exactly_their_amount(three, client, other_user):
     carol, dave, erin = three
     epoch, anchor, gas = published()
     assert epoch.funded == POOL and epoch.leaf_scheme == "keccak"
@@ -116,6 +116,12 @@ def test_an_epoch_is_funded_published_and_each_contributor_claims_exactly_their_
     assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
     assert client.get("/api/v1/rewards/mine/").json()[0]["claim_state"] == "claimed"
 
+    client.force_login(other_user)  # nobody claims, or sees, a row that is not theirs
+    assert client.post(f"/api/v1/rewards/{epoch.number}/claim/").status_code == 404
+    assert client.post(f"/attribution/rewards/{epoch.number}/claim/").status_code == 404
+    assert client.get("/api/v1/rewards/mine/").json() == []
+    client.logout()
+    assert client.post(f"/api/v1/rewards/{epoch.number}/claim/").status_code in (401, 403)
     for person, amount in amounts.items():
         assert balance(person.wallets.get().address) == amount
     assert sum(balance(p.wallets.get().address) for p in three) == POOL
