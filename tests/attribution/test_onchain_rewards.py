@@ -265,9 +265,26 @@ def test_a_contributor_claims_from_the_rewards_page(devchain_url, server_pool, s
     assert "not on chain yet" in page.locator(f"[data-testid=reward-row][data-epoch='{epoch.number + 1}']").inner_text()
     row.get_by_role("button", name="Claim from my wallet").click()  # no wallet in this browser: it says so
     assert "No Ethereum wallet found" in row.inner_text()
+    # A browser wallet (EIP-1193) is handed the distributor and the claim's calldata to sign and send.
+    page.evaluate(WALLET.replace("CHAIN", hex(chain().chain_id)).replace("ACCOUNT", three[1].wallets.get().address))
+    row.get_by_role("button", name="Claim from my wallet").click()
+    page.wait_for_selector("text=Sent: transaction 0xfeed")
+    sent = page.evaluate("window.sentByWallet")
+    expected = distribution.claim_payload(RewardEntry.objects.get(epoch=epoch, contributor=three[1]))
+    assert sent == {"from": three[1].wallets.get().address, "to": expected["distributor"], "data": expected["calldata"]}
     row.get_by_role("button", name="Claim 333,333 units").click()
     page.wait_for_selector("text=Claimed: 333,333 units")
     state = page.locator(f"[data-testid=reward-row][data-epoch='{epoch.number}']").get_attribute("data-state")
     assert state == "claimed"
     page.screenshot(path=str(ARTIFACTS / f"rewards-claim{suffix}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+# A stand-in for a browser wallet extension: it answers the page's EIP-1193 requests and keeps what it was
+# asked to send (the test then checks it is the API's claim).
+WALLET = """window.ethereum = { request: async ({ method, params }) => {
+  if (method === "eth_chainId") return "CHAIN";
+  if (method === "eth_requestAccounts") return ["ACCOUNT"];
+  if (method === "eth_sendTransaction") { window.sentByWallet = params[0]; return "0xfeed"; }
+  throw new Error("unexpected " + method);
+} };"""
