@@ -103,11 +103,7 @@ class RewardViewSet(viewsets.ViewSet):
     def claim(self, request, pk=None):
         """Claim the caller's reward for an epoch through the server, which sends the transaction and pays its
         gas (where the site relays claims; else claim from a wallet with the payload of `mine`)."""
-        entry = (
-            RewardEntry.objects.filter(contributor=request.user, epoch__number=int(pk) if str(pk).isdigit() else -1)
-            .select_related("epoch", "epoch__anchor")
-            .first()
-        )
+        entry = distribution.own_entry(request.user, int(pk) if str(pk).isdigit() else -1)
         if entry is None:
             raise NotFound("You have no reward in this epoch.")
         try:

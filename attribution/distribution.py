@@ -176,6 +176,12 @@ def _claimed_on_chain(entry: RewardEntry) -> bool:
     return distributor.claimed(chain().w3, addresses(deploy_missing=False), entry.epoch.number, entry.index)
 
 
+def own_entry(user, epoch_number: int) -> RewardEntry | None:
+    """The person's own row in an epoch (nobody else's: a claim never names another's row)."""
+    rows = RewardEntry.objects.filter(contributor=user, epoch__number=epoch_number)
+    return rows.select_related("epoch", "epoch__anchor").first()
+
+
 def relay_claim(entry: RewardEntry) -> str:
     """Send the row's claim from the server's account (it pays the gas); the tx hash. Raises ClaimRefused."""
     from attribution.engine import distributor

@@ -45,11 +45,7 @@ def mine(request):
 @require_POST
 def claim(request, epoch_number: int):
     """Claim one epoch's reward through the server (it sends the transaction and pays the gas)."""
-    entry = (
-        RewardEntry.objects.filter(contributor=request.user, epoch__number=epoch_number)
-        .select_related("epoch", "epoch__anchor")
-        .first()
-    )
+    entry = distribution.own_entry(request.user, epoch_number)
     if entry is None:
         raise Http404("You have no reward in this epoch.")
     try:
