@@ -6,6 +6,10 @@ from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (ben
 in its own process so its peak memory is its own): HF Trainer + PEFT with padded batches (what a user
 would write), TRL's SFTTrainer with padding_free=True (the stock HF way, which LLaMA-Factory builds on),
 and run_finetune. Shapes: batch 8 of the skewed set, ~4k tokens per step, 8 x 512-token examples.
+At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
+first quarter of the steps, the seconds compiling adds, and whether it pays over the run (a goal line
+checks the knob's default agrees). Then batches sized by tokens (`batch_tokens`) against the same tokens
+per step counted in examples, with the spread of step times.
 
 Then the live-loss lag: time from the engine's progress callback (which stores
 the point and publishes it) to its arrival at a websocket client of a real
@@ -163,6 +167,74 @@ def measure_lag(points: int = 200) -> tuple[float, float]:
     return lags[len(lags) // 2], lags[int(len(lags) * 0.95) - 1]
 
 
+def report_shape(shape: str, r: dict) -> list[str]:
+    """The three sides at one shape, and the goal lines of the issue for it."""
+    print(f"\n{shape}:")
+    for side in SIDES:
+        x = r[side]
+        print(f"  {LABELS[side]:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB"
+              f"  loss {x['loss']:.3f}")  # fmt: skip
+    best = max(r["padded"]["tokens_per_second"], r["trl"]["tokens_per_second"])
+    stock = min(r["padded"]["peak_rss_mb"], r["trl"]["peak_rss_mb"])
+    vs_best, vs_padded = (
+        r["engine"]["tokens_per_second"] / best,
+        r["engine"]["tokens_per_second"] / r["padded"]["tokens_per_second"],
+    )
+    print(f"  engine / best stock {vs_best:.2f}x, engine / padded {vs_padded:.2f}x")
+    return [f"goal: engine >= 1.3x the best stock HF setting ({shape}): {vs_best:.2f}x, {'met' if vs_best >= 1.3 else 'NOT met'}",
+            f"goal: engine >= 2.5x padded ({shape}): {vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
+            f"goal: engine peak memory <= the best stock setting's ({shape}): {r['engine']['peak_rss_mb']:.0f} vs "
+            f"{stock:.0f} MB, {'met' if r['engine']['peak_rss_mb'] <= stock else 'NOT met'}"]  # fmt: skip
+
+
+def report_compile(runs: dict[str, tuple[dict, dict]]) -> list[str]:
+    """Compile on/off per shape: steady tokens/s (after the first quarter of the steps), the extra seconds
+    of the first steps (compiling), and whether it pays over this run and by how many steps it would."""
+    from training.engine.config import KNOBS
+
+    print("\ntorch.compile (decoder layers), engine; steady = after the first quarter of the steps:")
+    pays = []
+    for shape, (eager, compiled) in runs.items():
+        gain = compiled["steady_tokens_per_second"] / eager["steady_tokens_per_second"]
+        extra = compiled["first_steps_s"] - eager["first_steps_s"]
+        saved = eager["step_s_median"] - compiled["step_s_median"]  # per step, once compiled
+        even = f"{extra / saved:.0f} steps" if saved > 0 else "never"
+        pays.append(compiled["tokens_per_second"] > eager["tokens_per_second"])
+        print(f"  {shape:16} steady {eager['steady_tokens_per_second']:6.0f} -> {compiled['steady_tokens_per_second']:6.0f}"
+              f" tokens/s ({gain:.2f}x); compiling ~{extra:.0f} s; whole run {eager['tokens_per_second']:.0f} -> "
+              f"{compiled['tokens_per_second']:.0f} tokens/s; breaks even after {even}")  # fmt: skip
+    default = KNOBS["compile"].default
+    verdict = "pays" if all(pays) else "does not pay at every shape"
+    print(f"  compile {verdict} over these runs on this device; the knob's default is {'on' if default else 'off'}")
+    agree = default == all(pays)
+    return [f"goal: the compile knob's default matches the measurement on this device ({verdict}, default "
+            f"{'on' if default else 'off'}): {'met' if agree else 'NOT met'}"]  # fmt: skip
+
+
+def report_token_batches(work: Path, by_examples: dict[str, dict]) -> None:
+    """batch_tokens (batches sized by tokens) against the same tokens per step counted in examples."""
+    print("\nbatches sized by tokens (batch_tokens) vs by examples, engine, skewed set:")
+    for shape, budget in (("skewed, batch 8", 512), ("~4k tokens/step", 4096)):
+        rows = {f"batch {SHAPES[shape][1]} examples": by_examples[shape],
+                f"batch_tokens={budget}": spawn("engine", work / "base", shape, {"batch_tokens": budget})}  # fmt: skip
+        for label, x in rows.items():
+            print(f"  {label:24} {x['tokens_per_second']:8.0f} tokens/s  {x['tokens'] / x['steps']:6.0f} tokens/step"
+                  f"  step time max/median {x['step_s_max'] / x['step_s_median']:.2f}  peak {x['peak_rss_mb']:6.0f} MB"
+                  f"  loss {x['loss']:.3f}")  # fmt: skip
+
+
+def report_vocab(work: Path) -> None:
+    print("\nthe output layer with a 32,768-token vocabulary (skewed, batch 8):")
+    v = {"engine, answer-only head": spawn("engine", work / "base32k", "skewed, batch 8"),
+         "engine, full logits": spawn("engine", work / "base32k", "skewed, batch 8", {"answer_only_head": False}),
+         "TRL SFTTrainer, padding_free": spawn("trl", work / "base32k", "skewed, batch 8")}  # fmt: skip
+    for label, x in v.items():
+        print(f"  {label:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB")
+    saved = v["engine, full logits"]["peak_rss_mb"] - v["engine, answer-only head"]["peak_rss_mb"]
+    speed = v["engine, answer-only head"]["tokens_per_second"] / v["engine, full logits"]["tokens_per_second"]
+    print(f"  answer-only head saves {saved:.0f} MB of peak memory, {speed:.2f}x the tokens/s of full logits")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", choices=SIDES)
@@ -177,36 +249,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mf-bench-model-"))
     build_model(work / "base", dataset() + long_dataset())
     build_model(work / "base32k", dataset() + long_dataset(), vocab=32768)
-    goals = []
+    goals, compiled, by_examples = [], {}, {}
     print("model: random Llama, 4 layers x hidden 256, vocab 2,048; LoRA r=16 on all projections; answer-only loss;")
     print("tokens/s count non-pad tokens over the training loop; peak = the process's peak RSS")
     for shape in SHAPES:
         r = {side: spawn(side, work / "base", shape) for side in SIDES}
-        print(f"\n{shape}:")
-        for side in SIDES:
-            x = r[side]
-            print(f"  {LABELS[side]:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB"
-                  f"  loss {x['loss']:.3f}")  # fmt: skip
-        best = max(r["padded"]["tokens_per_second"], r["trl"]["tokens_per_second"])
-        stock = min(r["padded"]["peak_rss_mb"], r["trl"]["peak_rss_mb"])
-        vs_best, vs_padded = (
-            r["engine"]["tokens_per_second"] / best,
-            r["engine"]["tokens_per_second"] / r["padded"]["tokens_per_second"],
-        )
-        print(f"  engine / best stock {vs_best:.2f}x, engine / padded {vs_padded:.2f}x")
-        goals += [f"goal: engine >= 1.3x the best stock HF setting ({shape}): {vs_best:.2f}x, {'met' if vs_best >= 1.3 else 'NOT met'}",
-                  f"goal: engine >= 2.5x padded ({shape}): {vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
-                  f"goal: engine peak memory <= the best stock setting's ({shape}): {r['engine']['peak_rss_mb']:.0f} vs "
-                  f"{stock:.0f} MB, {'met' if r['engine']['peak_rss_mb'] <= stock else 'NOT met'}"]  # fmt: skip
-    print("\nthe output layer with a 32,768-token vocabulary (skewed, batch 8):")
-    v = {"engine, answer-only head": spawn("engine", work / "base32k", "skewed, batch 8"),
-         "engine, full logits": spawn("engine", work / "base32k", "skewed, batch 8", {"answer_only_head": False}),
-         "TRL SFTTrainer, padding_free": spawn("trl", work / "base32k", "skewed, batch 8")}  # fmt: skip
-    for label, x in v.items():
-        print(f"  {label:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB")
-    saved = v["engine, full logits"]["peak_rss_mb"] - v["engine, answer-only head"]["peak_rss_mb"]
-    speed = v["engine, answer-only head"]["tokens_per_second"] / v["engine, full logits"]["tokens_per_second"]
-    print(f"  answer-only head saves {saved:.0f} MB of peak memory, {speed:.2f}x the tokens/s of full logits")
+        goals += report_shape(shape, r)
+        compiled[shape] = (r["engine"], spawn("engine", work / "base", shape, {"compile": True}))
+        by_examples[shape] = r["engine"]
+    goals += report_compile(compiled)
+    report_token_batches(work, by_examples)
+    report_vocab(work)
     if not args.no_lag:
         p50, p95 = measure_lag()
         print(f"\nlive-loss lag, callback -> websocket client: p50 {p50:.1f} ms, p95 {p95:.1f} ms")

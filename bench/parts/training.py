@@ -16,20 +16,35 @@ def run_side(side: str, folder: str, rows: list[dict], steps: int, batch: int, m
     import torch
 
     torch.manual_seed(0)
+    extra: dict = {}
     start = time.perf_counter()
     if side == "engine":
         from training.engine import FinetuneConfig, run_finetune
 
         points = []
         cfg = FinetuneConfig(base_model=folder, max_steps=steps, batch_size=batch, max_seq_len=max_len, rank=16,
-                             alpha=32, dropout=0.05, save_steps=0, eval_fraction=0, logging_steps=steps,
+                             alpha=32, dropout=0.05, save_steps=0, eval_fraction=0, logging_steps=1,
                              warmup_ratio=0, **engine)  # fmt: skip
-        run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=points.append)
-        tps, loss = points[-1]["tokens_per_second"], points[-1]["train_loss"]
+        run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=lambda p: points.append((time.perf_counter(), p)))
+        extra = _steady(points)
+        tps, loss = points[-1][1]["tokens_per_second"], points[-1][1]["train_loss"]
     else:
         tps, loss = (_padded if side == "padded" else _trl)(folder, rows, steps, batch, max_len)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"tokens_per_second": tps, "wall": time.perf_counter() - start, "peak_rss_mb": peak, "loss": loss}
+    return {"tokens_per_second": tps, "wall": time.perf_counter() - start, "peak_rss_mb": peak, "loss": loss,
+            **(extra if side == "engine" else {})}  # fmt: skip
+
+
+def _steady(points: list[tuple[float, dict]]) -> dict:
+    """Tokens/s after the first quarter of the steps (compiling, warm-up) and the seconds those took."""
+    points = [(t, p) for t, p in points if p.get("train_loss") is not None]
+    warm = max(2, len(points) // 4) - 1
+    (t0, p0), (t1, p1) = points[warm], points[-1]
+    first_s = p0["tokens"] / p0["tokens_per_second"] if p0["tokens_per_second"] else 0.0
+    steps = sorted(b[0] - a[0] for a, b in zip(points[warm:], points[warm + 1 :], strict=False))
+    return {"steady_tokens_per_second": (p1["tokens"] - p0["tokens"]) / (t1 - t0), "first_steps_s": first_s,
+            "steps": len(points), "tokens": p1["tokens"], "warm_steps": warm + 1,
+            "step_s_median": steps[len(steps) // 2], "step_s_max": steps[-1]}  # fmt: skip
 
 
 def _lora(model):

@@ -17,6 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.engine.batching import examples_per_step
+from training.engine.knobs import KINDS, ConfigError, Knob, knob, number_text
+
 # Attention and MLP projections per architecture (peft's defaults cover fewer).
 TARGET_MODULES = {
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -31,103 +34,6 @@ TARGET_MODULES = {
 # Settings that come from the request itself (the chosen base model and the Datanets' schema),
 # not from the Advanced knobs: the form and the API fill them in.
 DERIVED = ("base_model", "schema")
-
-
-class ConfigError(ValueError):
-    """A config value out of range; `field` names it for field-level form errors."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One FinetuneConfig field as the form, the API and the docs see it."""
-
-    name: str
-    kind: type  # int, float, str, bool or list (a list of module names, or None)
-    default: Any
-    label: str
-    help: str
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-    max_exclusive: bool = False
-    choices: tuple[tuple[Any, str], ...] = ()  # (value, human label)
-    advanced: bool = True  # shown under Advanced in the form
-    required: bool = False  # text that may not be empty
-    message: str = ""  # what an out-of-range value is told
-
-    @property
-    def values(self) -> tuple:
-        return tuple(value for value, _ in self.choices)
-
-    def coerce(self, value):
-        """`value` as this knob's type (an int is a fine float); ConfigError when it is not one."""
-        if self.kind is list:
-            if value is None or isinstance(value, list | tuple):
-                return value if value is None else list(value)
-            raise ConfigError(self.name, "must be a list of module names")
-        if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            raise ConfigError(self.name, "must be true or false")
-        if self.kind in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
-            if isinstance(value, float) and not (math.isfinite(value) and (self.kind is float or value.is_integer())):
-                raise ConfigError(
-                    self.name, "must be a whole number" if self.kind is int else "must be a finite number"
-                )
-            return self.kind(value)
-        if self.kind is str and isinstance(value, str):
-            return value
-        kind = {int: "a whole number", float: "a number", str: "text"}[self.kind]
-        raise ConfigError(self.name, f"must be {kind}")
-
-    def problem(self, value) -> str | None:
-        """Why `value` (already of the right type) is not allowed; None if it is."""
-        if self.kind is list:
-            if value is not None and (not value or not all(isinstance(m, str) and m for m in value)):
-                return self.message
-            return None
-        if self.kind is str and self.choices and value not in self.values:
-            return f"must be one of {', '.join(self.values)}"
-        if self.required and not value:
-            return self.message
-        if self.min is not None and (value <= self.min if self.min_exclusive else value < self.min):
-            return self.message
-        if self.max is not None and (value >= self.max if self.max_exclusive else value > self.max):
-            return self.message
-        return None
-
-    def bounds_text(self) -> str:
-        """The allowed range or values in words: "1 to 1024", "0 ≤ x < 1", "lora, qlora, dora"."""
-        if self.kind is list:
-            return "a list of module names"
-        if self.choices:
-            return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
-        if self.min is None and self.max is None:
-            return ""
-        if not self.min_exclusive and not self.max_exclusive and self.min is not None and self.max is not None:
-            return f"{_num(self.min)} to {_num(self.max)}"
-        low = "" if self.min is None else f"{_num(self.min)} {'<' if self.min_exclusive else '≤'} "
-        high = "" if self.max is None else f" {'<' if self.max_exclusive else '≤'} {_num(self.max)}"
-        return f"{low}x{high}"
-
-
-def _num(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
-
-
-def knob(default, label: str, help: str, **spec):
-    """A dataclass field carrying its Knob metadata (everything but name, kind and default)."""
-    return field(default=default, metadata={"knob": {"label": label, "help": help, **spec}})
-
-
-_KINDS = {"int": int, "float": float, "str": str, "bool": bool, "list[str] | None": list}
 
 
 @dataclass
@@ -207,6 +113,19 @@ class FinetuneConfig:
         "never the full tokens × vocabulary logits (less memory, more so with large vocabularies).",
         choices=((True, "on"), (False, "off: every position, as transformers does")),
     )  # fmt: skip
+    batch_tokens: int = knob(
+        0, "Tokens per batch", "Size each batch by tokens instead of examples: as many examples as fit in this "
+        "many tokens (with packing, full rows of max sequence length: use a multiple of it), so long and short "
+        "steps cost alike; 0 = batch size examples. Steps per pass then depend on the data's lengths.",
+        min=0, max=10_000_000, message="must be between 0 and 10,000,000",
+    )  # fmt: skip
+    compile: bool = knob(
+        False, "Compile (torch.compile)", "Compile the model's layers with torch.compile. Compiling costs 10-20 s "
+        "at the start of every run (and resume), and on CPU the compiled steps were no faster (0.8-1.1x in the "
+        "training benchmark), so it is off; it uses less memory and may pay on long GPU runs. Without a C++ "
+        "compiler on the worker the run continues uncompiled.",
+        choices=((True, "on"), (False, "off")),
+    )  # fmt: skip
     seed: int = knob(
         42, "Random seed", "Seed for shuffling and initialisation; the same seed repeats a run.",
         min=0, max=2**31 - 1, message="must be between 0 and 2,147,483,647",
@@ -248,10 +167,15 @@ class FinetuneConfig:
                 raise ConfigError(spec.name, problem)
             setattr(self, spec.name, value)
 
-    def steps_per_pass(self, records: int) -> int:
-        """Optimiser steps in one pass over `records` records, less the held-out share."""
+    def steps_per_pass(self, records: int, tokens_per_record: float | None = None) -> int:
+        """Optimiser steps in one pass over `records` records, less the held-out share. With batch_tokens,
+        a batch's examples depend on their lengths: given `tokens_per_record` (mean), it estimates them;
+        without, it counts batch_size examples per batch (the run itself counts the real batches)."""
         trained = max(1, round(records * (1 - self.eval_fraction)))
-        return math.ceil(trained / (self.batch_size * self.grad_accum))
+        per_batch: float = self.batch_size
+        if self.batch_tokens and tokens_per_record:
+            per_batch = examples_per_step(self.batch_tokens, tokens_per_record)
+        return math.ceil(trained / (per_batch * self.grad_accum))
 
     def modules_for(self, architecture: str) -> list[str] | str:
         if self.target_modules:
@@ -276,7 +200,7 @@ class FinetuneConfig:
 def knobs() -> Iterator[Knob]:
     """Every FinetuneConfig field with its metadata, in declaration order."""
     for f in dataclasses.fields(FinetuneConfig):
-        yield Knob(name=f.name, kind=_KINDS[f.type], default=f.default, **f.metadata["knob"])
+        yield Knob(name=f.name, kind=KINDS[f.type], default=f.default, **f.metadata["knob"])
 
 
 KNOBS: dict[str, Knob] = {k.name: k for k in knobs()}
@@ -391,6 +315,6 @@ def knobs_markdown() -> str:
     for p in PRESETS.values():
         values = ", ".join(f"`{k}` = {v}" for k, v in p.values.items()) or "none: the defaults"
         small = ", ".join(f"`{k}` = {v}" for k, v in p.small.items()) or "—"
-        least = f"{p.min_steps} steps, at most {_num(p.max_epochs)} epochs" if p.min_steps else "—"
+        least = f"{p.min_steps} steps, at most {number_text(p.max_epochs)} epochs" if p.min_steps else "—"
         lines.append(f"| `{p.name}` | {cell(p.label)} | {cell(p.description)} | {values} | {small} | {least} |")
     return "\n".join(lines) + "\n"

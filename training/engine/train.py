@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.engine import batching, compiling
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
@@ -144,6 +145,8 @@ def run_finetune(
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     set_seed(cfg.seed)  # the adapter's initial weights come from the seed, whatever ran before in this process
     model = _with_lora(cfg, model)
+    if cfg.compile:
+        compiling.compile_layers(model, say)
     collator = _TokenCounter(
         data_mod.PaddingFreeCollator(cfg.max_seq_len, tokenizer.pad_token_id)
         if cfg.packing
@@ -152,7 +155,11 @@ def run_finetune(
     checkpoints = out_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints)
     progress = TrainingProgress(cfg, collator, on_progress, should_cancel, say)
-    trainer = loss_mod.trainer_class(Trainer, cfg.answer_only_head)(
+    trainer_class = loss_mod.trainer_class(Trainer, cfg.answer_only_head)
+    if cfg.batch_tokens:
+        row_len = cfg.max_seq_len if cfg.packing else None
+        trainer_class = batching.trainer_class(trainer_class, cfg.batch_tokens, row_len, cfg.seed)
+    trainer = trainer_class(
         model=model,
         args=_training_args(cfg, checkpoints, precision, has_eval=bool(eval_set)),
         train_dataset=data_mod.ExampleDataset(train_set),
@@ -265,6 +272,7 @@ class TrainingProgress:
             "learning_rate": logs.get("learning_rate"),
             "grad_norm": logs.get("grad_norm"),
             "tokens_per_second": (self.counter.tokens - self.start_tokens) / elapsed,
+            "tokens": self.counter.tokens - self.start_tokens,  # trained so far in this process's run
             "progress": min(state.global_step / total, 1.0),
             "eta_seconds": (total - state.global_step) / rate if rate > 0 and not final else 0.0,
         }
