@@ -50,7 +50,7 @@ class Wallet(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wallets")
     address = models.CharField(max_length=42, unique=True, help_text="EIP-55 checksummed address.")
-    chain_id = models.PositiveIntegerField(default=1)
+    chain_id = models.PositiveBigIntegerField(default=1)  # EIP-155 ids exceed 32 bits (eth-tester: 131277322940537)
     linked_at = models.DateTimeField(auto_now_add=True)
     last_login_at = models.DateTimeField(null=True, blank=True)
 

@@ -71,6 +71,8 @@ def verify_message(request, message_text: str, signature: str) -> siwe.SiweMessa
         message = siwe.SiweMessage.from_message(message_text)
     except Exception:  # the abnf parser and pydantic raise many types for bad text
         raise WalletAuthError("This is not a valid Sign-In with Ethereum message.") from None
+    if not 0 < int(message.chain_id) < 2**63:  # EIP-155 ids are stored as 64-bit numbers
+        raise WalletAuthError("The chain ID in this message is not one a wallet uses.")
 
     domain = expected_domain(request)
     if message.domain != domain:

@@ -33,7 +33,7 @@ def three(make_datanet, accepted, make_user, user):
     conversation = Conversation.objects.create(user=user, model_id="mf-1")
     for n, (who, account) in enumerate(zip(people, accounts, strict=True)):
         Membership.objects.create(datanet=datanet, user=who, role=Role.CONTRIBUTOR)
-        Wallet.objects.create(user=who, address=account, chain_id=chain().chain_id)
+        Wallet.objects.create(user=who, address=account, chain_id=chain().chain_id)  # 47 bits: a 64-bit column
         accepted(datanet, demo_records()[n : n + 1], contributor=who)
         message = Message.objects.create(conversation=conversation, role="assistant", content="An answer.")
         answer = AnswerAttribution.objects.create(chat_message=message, status="succeeded")
