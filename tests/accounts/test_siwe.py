@@ -26,7 +26,7 @@ def new_nonce(client) -> str:
     return response.json()["nonce"]
 
 
-def signed(account, nonce: str, *, domain: str = DOMAIN, expires_in: int = 300, signer=None) -> dict:
+def signed(account, nonce: str, *, domain: str = DOMAIN, expires_in: int = 300, signer=None, chain_id=1) -> dict:
     now = datetime.now(UTC)
     message = SiweMessage(
         domain=domain,
@@ -34,7 +34,7 @@ def signed(account, nonce: str, *, domain: str = DOMAIN, expires_in: int = 300, 
         statement="Sign in to ModelFactory.",
         uri=f"http://{domain}/",
         version="1",
-        chain_id=1,
+        chain_id=chain_id,
         nonce=nonce,
         issued_at=iso(now - timedelta(seconds=expires_in + 60) if expires_in < 0 else now),
         expiration_time=iso(now + timedelta(seconds=expires_in)),
@@ -85,6 +85,15 @@ def test_it_refuses_a_message_for_another_domain(client):
     )
     assert status == 400
     assert "made for 'evil.example'" in body["error"]
+
+
+def test_a_wallet_on_a_chain_with_a_large_id_is_linked_and_an_impossible_id_refused(client):
+    account = Account.create()
+    status, body = post(client, "/accounts/wallet/login/", signed(account, new_nonce(client), chain_id=131277322940537))
+    assert status == 200, body
+    assert Wallet.objects.get(address=account.address).chain_id == 131277322940537  # more than 32 bits
+    status, body = post(client, "/accounts/wallet/login/", signed(Account.create(), new_nonce(client), chain_id=2**64))
+    assert status == 400 and "chain ID" in body["error"]
 
 
 def test_it_refuses_a_nonce_it_never_issued(client):
