@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from attribution.ledger import claim_fields, proof
 from attribution.models import Anchor, RewardEntry
 from core.memo import remembered
 
+log = logging.getLogger(__name__)
 _chains: dict = {}
 _deploy_lock = threading.Lock()
 
@@ -78,18 +81,22 @@ def addresses(deploy_missing: bool | None = None):
         return distributor.Addresses(settings.REWARD_TOKEN_ADDRESS, settings.REWARD_DISTRIBUTOR_ADDRESS)
     client = chain()
     label = f"{client.label}#{client.chain_id}"
-    with _deploy_lock:
+    saved = json.loads(_saved_file().read_text()) if _saved_file().exists() else {}
+    if label in saved and _has_code(client, saved[label]["distributor"]):
+        return distributor.Addresses(**saved[label])
+    if not (settings.CHAIN_DEV_KEY_OK if deploy_missing is None else deploy_missing):
+        raise ChainError(
+            "The reward contracts are not deployed on this chain: run `python manage.py deploy_rewards`, "
+            "or set REWARD_TOKEN_ADDRESS and REWARD_DISTRIBUTOR_ADDRESS."
+        )
+    _saved_file().parent.mkdir(parents=True, exist_ok=True)
+    with _deploy_lock, open(_saved_file().with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # processes deploying at once: one deploys, the others find it
         saved = json.loads(_saved_file().read_text()) if _saved_file().exists() else {}
         if label in saved and _has_code(client, saved[label]["distributor"]):
             return distributor.Addresses(**saved[label])
-        if not (settings.CHAIN_DEV_KEY_OK if deploy_missing is None else deploy_missing):
-            raise ChainError(
-                "The reward contracts are not deployed on this chain: run `python manage.py deploy_rewards`, "
-                "or set REWARD_TOKEN_ADDRESS and REWARD_DISTRIBUTOR_ADDRESS."
-            )
         found = distributor.deploy(client.w3, client.account)
-        saved[label] = {"token": found.token, "distributor": found.distributor}
-        _saved_file().parent.mkdir(parents=True, exist_ok=True)
+        saved[label] = {"token": found.token, "distributor": found.distributor}  # other chains' entries kept
         _saved_file().write_text(json.dumps(saved, indent=1))
         return found
 
@@ -165,7 +172,8 @@ def claim_state(entry: RewardEntry) -> str:
     try:
         # A claim is for good, so "claimed" is kept for a day; "not yet" is asked of the chain each time.
         done = remembered(f"claimed:{epoch.number}:{entry.index}", 86400, lambda: _claimed_on_chain(entry) or None)
-    except ChainError:
+    except ChainError as exc:
+        log.warning("claim state of epoch %s row %s unknown: %s", epoch.number, entry.index, exc)
         return "unknown"
     return "claimed" if done else "unclaimed"
 

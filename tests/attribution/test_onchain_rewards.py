@@ -22,6 +22,13 @@ pytestmark = pytest.mark.django_db
 POOL = 1_000_000
 
 
+@pytest.fixture(autouse=True)
+def anchored_here(monkeypatch):
+    """Epochs are published by this test process only: a Celery worker of the session (its own in-process
+    chain) must not take the anchoring task that closing an epoch queues."""
+    monkeypatch.setattr(anchoring, "schedule", lambda anchor_id, countdown=0: None)
+
+
 @pytest.fixture
 def three(make_datanet, accepted, make_user, user):
     """carol, dave and erin, each with a linked wallet (an account of the dev chain) and influence 3:2:1."""
