@@ -87,8 +87,11 @@ def examples_per_step(budget: int, tokens_per_example: float) -> float:
     return max(1.0, budget / max(tokens_per_example, 1.0))
 
 
-def trainer_class(base, budget: int, row_len: int | None, seed: int):
-    """`base` (a transformers Trainer) whose training batches hold up to `budget` tokens each."""
+def trainer_class(base, budget: int, packing: bool, row_len: int | None, seed: int):
+    """`base` (a transformers Trainer) whose training batches hold up to `budget` tokens each: packed
+    into rows of `row_len`, or (packing with no row length: varlen attention) into one row of `budget`."""
+    if packing and not row_len:
+        row_len = budget
 
     class TokenBudgetTrainer(base):
         def get_train_dataloader(self):

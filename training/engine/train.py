@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.engine import batching, compiling
+from training.engine import attention, batching, compiling
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
@@ -86,7 +86,10 @@ def load_base(cfg: FinetuneConfig):
             bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
         )
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.base_model, attn_implementation="sdpa", **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.base_model, attn_implementation=attention.implementation(cfg.packing, torch.cuda.is_available()),
+            **kwargs,
+        )  # fmt: skip
     except (OSError, ValueError) as exc:
         raise EngineError(f"Could not load the weights of {cfg.base_model!r}: {exc}") from None
     # No KV cache in training: with one, transformers skips the packed-sequence masks, and the examples
@@ -142,13 +145,14 @@ def run_finetune(
     out_dir = Path(out_dir)
     say = on_log_line or (lambda line: None)
     tokenizer, model, precision = load_base(cfg)
+    row_len = _row_len(cfg, model, say)
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     set_seed(cfg.seed)  # the adapter's initial weights come from the seed, whatever ran before in this process
     model = _with_lora(cfg, model)
     if cfg.compile:
         compiling.compile_layers(model, say)
     collator = _TokenCounter(
-        data_mod.PaddingFreeCollator(cfg.max_seq_len, tokenizer.pad_token_id)
+        data_mod.PaddingFreeCollator(row_len, tokenizer.pad_token_id)
         if cfg.packing
         else data_mod.PaddingCollator(tokenizer.pad_token_id)
     )
@@ -157,8 +161,7 @@ def run_finetune(
     progress = TrainingProgress(cfg, collator, on_progress, should_cancel, say)
     trainer_class = loss_mod.trainer_class(Trainer, cfg.answer_only_head)
     if cfg.batch_tokens:
-        row_len = cfg.max_seq_len if cfg.packing else None
-        trainer_class = batching.trainer_class(trainer_class, cfg.batch_tokens, row_len, cfg.seed)
+        trainer_class = batching.trainer_class(trainer_class, cfg.batch_tokens, cfg.packing, row_len, cfg.seed)
     trainer = trainer_class(
         model=model,
         args=_training_args(cfg, checkpoints, precision, has_eval=bool(eval_set)),
@@ -180,6 +183,19 @@ def run_finetune(
             _save(cfg, trainer, tokenizer, out_dir, metrics, card or {}) if trainer.is_world_process_zero() else None
         )
     return FinetuneResult("succeeded", adapter_dir, trainer.state.global_step, metrics)
+
+
+def _row_len(cfg: FinetuneConfig, model, say) -> int | None:
+    """Padding-free rows: the whole batch in one row when the attention keeps examples apart at linear
+    cost (varlen), else rows of at most max_seq_len under stock sdpa's block-diagonal mask."""
+    if not cfg.packing:
+        return None
+    if model.config._attn_implementation != "sdpa" and attention.keeps_apart(model):
+        return None
+    if model.config._attn_implementation != "sdpa":
+        model.set_attn_implementation("sdpa")
+        say("this model's attention does not keep packed examples apart on its own: using sdpa with masks")
+    return cfg.max_seq_len
 
 
 def _datasets(cfg: FinetuneConfig, tokenizer, records: Iterable[dict], say) -> tuple[list, list]:

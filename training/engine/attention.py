@@ -1,0 +1,107 @@
+"""Attention over packed rows, each example on its own, with no padding and no mask (`sdpa_varlen`).
+
+The padding-free collator lays a batch's examples end to end in one row, positions restarting at 0 for
+each. Stock sdpa sees one long sequence and needs a block-diagonal mask over the whole row: its cost
+grows with the square of the batch's total tokens, and the mask itself is (tokens × tokens). Here the
+row is cut where the positions restart and each example runs through causal sdpa alone, so attention
+costs the sum of each example's length squared (what a padded batch pays for its real tokens) and
+nothing is computed for padding or across examples: the varlen idea of flash-attention, on any device
+and in any precision. On CUDA with flash-attention installed, its own varlen kernel does the same in
+one call (`flash_attention_2`); this is the path everywhere else.
+
+Registered with transformers' AttentionInterface under NAME; a model loaded with
+attn_implementation=NAME gets no mask from transformers (the name has no mask function), so a call
+with a mask (padded batches, generation) falls back to stock sdpa.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+NAME = "sdpa_varlen"
+_last: tuple = (None, None)  # (weak reference to the position_ids tensor, its segments): one per forward
+
+
+def segments(position_ids) -> list[list[tuple[int, int]]]:
+    """Per row, the [start, end) spans of its examples: a span starts where the position is 0."""
+    global _last
+    ref, spans = _last
+    if ref is not None and ref() is position_ids:
+        return spans  # every layer of one forward sees the same tensor: cut it once
+    spans = []
+    for row in position_ids.tolist():
+        starts = [i for i, p in enumerate(row) if p == 0] or [0]
+        spans.append(list(zip(starts, [*starts[1:], len(row)], strict=True)))
+    _last = (weakref.ref(position_ids), spans)
+    return spans
+
+
+def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                is_causal=None, position_ids=None, **kwargs):  # fmt: skip
+    """(B, H, T, D) query/key/value → (B, T, H, D), each example of each row attending to itself only."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if attention_mask is not None or position_ids is None or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, position_ids=position_ids, **kwargs)  # fmt: skip
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    rows = []
+    for b, spans in enumerate(segments(position_ids)):
+        lengths = [e - s for s, e in spans]
+        # split, not slices: the backward of a split is one concatenation, where each slice's backward
+        # would write its gradient into a zero tensor the size of the whole row
+        parts = zip(*(x[b : b + 1].split(lengths, dim=2) for x in (query, key, value)), strict=True)
+        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1)
+                for q, k, v in parts]  # fmt: skip
+        rows.append(outs[0] if len(outs) == 1 else torch.cat(outs, dim=2))
+    out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> str:
+    """Make NAME a transformers attention implementation (idempotent); the name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_sdpa)
+    return NAME
+
+
+def implementation(packing: bool, cuda: bool) -> str:
+    """The attention to load a model with for training: flash-attention's varlen kernel on CUDA where it
+    is installed, else NAME for padding-free batches, else stock sdpa (padded batches carry a mask)."""
+    if not packing:
+        return "sdpa"
+    if cuda:
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+    return register()
+
+
+def keeps_apart(model) -> bool:
+    """Whether `model` with its attention keeps two packed examples apart: the logits of [a, b] in one row
+    (positions restarting at b) equal those of a and b run alone. An architecture whose attention does not
+    see the positions fails it; the caller then goes back to stock sdpa and its block-diagonal mask."""
+    import torch
+
+    vocab = model.get_input_embeddings().weight.shape[0]
+    device = next(model.parameters()).device
+    a = torch.arange(3, 10, device=device) % vocab
+    b = torch.arange(11, 16, device=device) % vocab
+    ids = torch.cat([a, b])[None]
+    positions = torch.cat([torch.arange(len(a)), torch.arange(len(b))]).to(device)[None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            together = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0].float()
+            alone = torch.cat([model(input_ids=x[None], use_cache=False).logits[0] for x in (a, b)]).float()
+    finally:
+        model.train(was_training)
+    scale = alone.abs().max().clamp(min=1.0)
+    return bool(((together - alone).abs().max() / scale) < 2e-2)
