@@ -119,6 +119,18 @@ class FinetuneConfig:
         "steps cost alike; 0 = batch size examples. Steps per pass then depend on the data's lengths.",
         min=0, max=10_000_000, message="must be between 0 and 10,000,000",
     )  # fmt: skip
+    fast_dropout: bool = knob(
+        True, "Fast LoRA dropout", "Draw LoRA dropout masks 16 bits at a time on CPU (a quarter of the random "
+        "draws): each element still dropped on its own, the probability rounded to 1/65,536. About a third of "
+        "a CPU step went to drawing masks; on GPUs the stock dropout is used either way.",
+        choices=((True, "on"), (False, "off: torch's dropout")),
+    )  # fmt: skip
+    fused_lora: bool = knob(
+        True, "Fused LoRA layers", "Run each LoRA projection as one step: the scaling on the small rank-r "
+        "product, the LoRA output added in place, and the dropped input recomputed in backward instead of "
+        "kept (less memory). Same values and gradients as PEFT's; on CPU (GPUs use PEFT's layers for now).",
+        choices=((True, "on"), (False, "off: PEFT's layers")),
+    )  # fmt: skip
     compile: bool = knob(
         False, "Compile (torch.compile)", "Compile the model's layers with torch.compile. Compiling costs 10-20 s "
         "at the start of every run (and resume), and on CPU the compiled steps were no faster (0.8-1.1x in the "

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.engine import attention, batching, compiling
+from training.engine import attention, batching, compiling, dropout, fused_lora
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
@@ -149,6 +149,10 @@ def run_finetune(
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     set_seed(cfg.seed)  # the adapter's initial weights come from the seed, whatever ran before in this process
     model = _with_lora(cfg, model)
+    if cfg.fused_lora:
+        fused_lora.install(model, cfg.fast_dropout)
+    if cfg.fast_dropout:
+        dropout.install(model)  # the layers the fused path leaves to PEFT
     if cfg.compile:
         compiling.compile_layers(model, say)
     collator = _TokenCounter(

@@ -1,0 +1,107 @@
+"""A LoRA projection as one autograd function (FinetuneConfig.fused_lora).
+
+PEFT computes a LoRA linear as `base(x) + lora_B(lora_A(dropout(x))) * scaling`: five autograd nodes,
+the dropped copy of x kept for backward (the size of the layer's input, for each of the 7 projections of
+a layer), and the scaling applied to the full (tokens × out) product. Here the same function is one
+node: the scaling is applied to the rank-r hidden (tokens × r, r ≪ out), the LoRA product is added into
+the base output in place (addmm), and backward keeps only x (which the base product needs anyway), the
+dropout mask (one byte per element) and the (tokens × r) hidden; the dropped x is recomputed from them.
+Gradients flow to x, lora_A and lora_B; the frozen base weight gets none. The values and gradients are
+PEFT's (test).
+
+Used on CPU without autocast (untested on GPUs so far), for plain LoRA on an unmerged nn.Linear base whose weight is frozen, one adapter active, no LoRA
+bias, no DoRA; any other case (quantised bases for QLoRA, adapters disabled for evaluation, mixed
+adapter batches) runs PEFT's own forward.
+"""
+
+from __future__ import annotations
+
+import types
+
+from training.engine.dropout import drop_mask
+
+
+class _Fn:
+    fn = None
+
+    @classmethod
+    def get(cls):
+        if cls.fn is None:
+            import torch
+
+            class LoraLinear(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, p: float, fast: bool):
+                    shape = x.shape
+                    x2 = x.reshape(-1, shape[-1])
+                    out = torch.nn.functional.linear(x2, weight, bias)
+                    drop, keep_scale = drop_mask(x2, p, fast) if p > 0 else (None, 1.0)
+                    xd = x2.masked_fill(drop, 0).mul_(keep_scale) if drop is not None else x2
+                    hidden = (xd @ lora_a.t()).mul_(scaling)  # (N, r): the scaling here, not on (N, out)
+                    out.addmm_(hidden, lora_b.t())
+                    ctx.save_for_backward(x2, drop, hidden, weight, lora_a, lora_b)
+                    ctx.scaling, ctx.keep_scale, ctx.shape = scaling, keep_scale, shape
+                    return out.view(*shape[:-1], out.shape[-1])
+
+                @staticmethod
+                def backward(ctx, grad):
+                    x2, drop, hidden, weight, lora_a, lora_b = ctx.saved_tensors
+                    g = grad.reshape(-1, grad.shape[-1])
+                    grad_b = g.t() @ hidden  # (out, r)
+                    grad_hidden = (g @ lora_b).mul_(ctx.scaling)  # (N, r)
+                    xd = x2.masked_fill(drop, 0).mul_(ctx.keep_scale) if drop is not None else x2
+                    grad_a = grad_hidden.t() @ xd  # (r, in)
+                    grad_x = None
+                    if ctx.needs_input_grad[0]:
+                        grad_xd = grad_hidden @ lora_a
+                        if drop is not None:
+                            grad_xd = grad_xd.masked_fill_(drop, 0).mul_(ctx.keep_scale)
+                        grad_x = grad_xd.addmm_(g, weight).view(ctx.shape)
+                    return grad_x, None, None, grad_a, grad_b, None, None, None
+
+            cls.fn = LoraLinear
+        return cls.fn
+
+
+def _fusable(layer) -> bool:
+    import torch
+
+    base = layer.get_base_layer()
+    active = layer.active_adapters
+    if layer.disable_adapters or layer.merged or len(active) != 1 or type(base) is not torch.nn.Linear:
+        return False
+    name = active[0]
+    return (
+        name in layer.lora_A
+        and name not in getattr(layer, "lora_variant", {})  # DoRA and other variants
+        and not getattr(layer, "lora_bias", {}).get(name, False)
+        and not base.weight.requires_grad
+        and layer.lora_A[name].weight.dtype == base.weight.dtype
+    )
+
+
+def _forward(self, x, *args, **kwargs):
+    import torch
+
+    if args or kwargs or x.is_cuda or torch.is_autocast_enabled(x.device.type) or not _fusable(self):
+        return self._peft_forward(x, *args, **kwargs)
+    name = self.active_adapters[0]
+    base, drop = self.get_base_layer(), self.lora_dropout[name]
+    p = drop.p if self.training and isinstance(drop, torch.nn.Dropout) else 0.0
+    return _Fn.get().apply(x.to(base.weight.dtype), base.weight, base.bias, self.lora_A[name].weight,
+                           self.lora_B[name].weight, float(self.scaling[name]), p, self._fast_dropout)  # fmt: skip
+
+
+def install(model, fast_dropout: bool = True) -> int:
+    """Route every PEFT LoRA linear of `model` through the fused function; the count. Parameters, names
+    and state dicts do not change (checkpoints and the saved adapter are PEFT's)."""
+    from peft.tuners.lora.layer import Linear
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, Linear) and not hasattr(module, "_peft_forward"):
+            module._peft_forward = module.forward
+            module._fast_dropout = fast_dropout
+            module.forward = types.MethodType(_forward, module)
+            count += 1
+    return count
