@@ -151,6 +151,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # never delays the next training job.
 CELERY_TASK_ROUTES = {
     "training.run_training": {"queue": "gpu"},
+    "training.join_training": {"queue": "gpu"},
     "attribution.training_attribution": {"queue": "attribution"},
 }
 CELERY_RESULT_EXPIRES = 24 * 3600
@@ -310,8 +311,10 @@ DATANET_REPUTATION_REFUSE = 0.1
 TRAINING_CUDA_WORKERS = env_bool("TRAINING_CUDA_WORKERS", False)
 TRAINING_DEVICES_PER_WORKER = env_int("TRAINING_DEVICES_PER_WORKER", 1, minimum=1)  # >1: jobs may use several
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 300, minimum=10)
-# How often every worker looks for RUNNING jobs whose worker died and queues them again.
-TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)
+TRAINING_SWEEP_SECONDS = env_int("TRAINING_SWEEP_SECONDS", 60, minimum=1)  # how often workers re-queue dead ones
+TRAINING_MAX_HOSTS = env_int("TRAINING_MAX_HOSTS", 1, minimum=1)  # >1: one job on several hosts (training/hosts.py)
+TRAINING_NODE_ADDRESS = env_str("TRAINING_NODE_ADDRESS") or __import__("socket").gethostname()  # as others reach it
+TRAINING_RENDEZVOUS_SECONDS = env_int("TRAINING_RENDEZVOUS_SECONDS", 300, minimum=10)  # node 0 waits this for them
 # Serving: adapters kept resident per base model; the backend is "builtin" (continuous batching in the
 # serving worker; KV cache bytes 0 = sized by free memory) or "vllm" (vLLM's server at VLLM_URL).
 SERVING_MAX_ADAPTERS = env_int("SERVING_MAX_ADAPTERS", 64, minimum=1)

@@ -92,13 +92,15 @@ class TrainingForm(KnobFields):
         self.user = user
         # Only Datanets this user may train on: a tampered post for another is "not a valid choice".
         self.fields["datanets"].queryset = trainable_by(user).order_by("name")
-        if settings.TRAINING_DEVICES_PER_WORKER > 1:  # offered where a training host has several devices
-            self.fields["processes"].max_value = settings.TRAINING_DEVICES_PER_WORKER
-            self.fields[
-                "processes"
-            ].help_text += f" This installation's training hosts have {settings.TRAINING_DEVICES_PER_WORKER}."
-        else:
-            del self.fields["processes"]
+        # offered where a training host has several devices, and where jobs may span several hosts
+        for name, most, words in (("processes", settings.TRAINING_DEVICES_PER_WORKER, "training hosts have"),
+                                  ("hosts", settings.TRAINING_MAX_HOSTS, "trains on at most")):  # fmt: skip
+            if most > 1:
+                self.fields[name].max_value = most
+                self.fields[name].widget.attrs["max"] = most
+                self.fields[name].help_text += f" This installation's {words} {most}."
+            else:
+                del self.fields[name]
         if not self.is_bound:
             self.initial.setdefault("request_key", uuid.uuid4().hex)
             chosen = self.fields["datanets"].queryset.filter(slug=datanet).first() if datanet else None

@@ -31,8 +31,14 @@ def planned_steps(cfg: FinetuneConfig, records: int) -> int:
 
 
 def planned_tokens(cfg: FinetuneConfig, records: int) -> int:
-    """The most tokens the run may read: steps × examples per step × the longest example."""
-    return planned_steps(cfg, records) * cfg.batch_size * cfg.grad_accum * cfg.max_seq_len
+    """The most tokens the run may read. A run of passes reads each record at most once a pass, at most
+    max_seq_len tokens each; a run of max_steps reads at most the steps × what one step may read on every
+    process of every host: batch_size longest examples, or with batch_tokens that budget (a lone longer
+    example, up to max_seq_len, is a batch of its own)."""
+    if not cfg.max_steps:
+        return math.ceil(records * cfg.epochs) * cfg.max_seq_len
+    per_batch = max(cfg.batch_tokens, cfg.max_seq_len) if cfg.batch_tokens else cfg.batch_size * cfg.max_seq_len
+    return cfg.max_steps * per_batch * cfg.grad_accum * cfg.processes * cfg.hosts
 
 
 def training_spans(owner_id, now=None) -> list[tuple]:

@@ -20,7 +20,7 @@ from core.jobs import JobStatus
 from core.queue import enqueue
 from datanets.access import trainable_by
 from datanets.models import Contribution
-from training import quotas, words
+from training import hosts, quotas, words
 from training.engine import config as engine_config
 from training.engine.config import ConfigError, FinetuneConfig
 from training.models import BaseModel, MetricPoint, TrainingDataset, TrainingJob
@@ -91,9 +91,8 @@ def check_start(user, base_model: BaseModel, datanets, cfg: FinetuneConfig) -> l
         raise TrainingError(f"{base_model} does not support {cfg.method}.", "method")
     if cfg.method == "qlora" and not settings.TRAINING_CUDA_WORKERS:
         raise TrainingError("QLoRA needs a CUDA GPU worker; this installation has none. Choose LoRA.", "method")
-    if cfg.processes > settings.TRAINING_DEVICES_PER_WORKER:
-        raise TrainingError(f"This installation's training hosts have {settings.TRAINING_DEVICES_PER_WORKER} "
-                            "device(s); choose at most that many.", "processes")  # fmt: skip
+    if hosts.problem(cfg):
+        raise TrainingError(*hosts.problem(cfg))
     if cfg.max_seq_len > base_model.context_length:
         raise TrainingError(f"At most {base_model.context_length} tokens for {base_model}.", "max_seq_len")
     if not datanets:
@@ -310,7 +309,7 @@ def _finish(job: TrainingJob, status: str, message: str, **fields) -> None:
 
 def run(job_id: int) -> str:
     """Run a claimed job through the engine and record how it ended."""
-    from training.engine import EngineError, distributed, run_finetune
+    from training.engine import EngineError, distributed
 
     job = next_job(job_id)
     if job is None:
@@ -334,7 +333,7 @@ def run(job_id: int) -> str:
     }
     append_log(job, f"started (attempt {job.attempts})")  # the worker's host:pid is in job.worker, for operators
     try:
-        result = (run_finetune if cfg.processes == 1 else distributed.launch)(
+        result = hosts.engine_call(job, cfg)(
             cfg, records_for(job), out_dir,
             on_progress=lambda p: record_point(job, p),
             should_cancel=lambda: TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists(),

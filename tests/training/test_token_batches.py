@@ -73,3 +73,42 @@ def test_a_run_with_token_batches_trains_one_epoch_of_the_real_batches(
     assert result.steps == len(seen) and len(set(seen)) > 1  # one step per token batch, of varying sizes
     train = [p for p in points if p["train_loss"] is not None]
     assert all(math.isfinite(p["train_loss"]) for p in train) and train[-1]["progress"] == 1.0
+
+
+def test_a_cancelled_run_with_token_batches_resumes_on_the_same_batches(tiny_base, records, tmp_path):
+    first, second = [], []
+    cfg = FinetuneConfig(base_model=tiny_base, batch_tokens=300, epochs=1.0, max_steps=0, logging_steps=1,
+                         save_steps=2, eval_fraction=0, learning_rate=1e-3, max_seq_len=128)  # fmt: skip
+    stopped = run_finetune(cfg, records[:60], tmp_path, on_progress=first.append,
+                           should_cancel=lambda: len(first) >= 5)  # fmt: skip
+    assert stopped.status == "cancelled"
+    done = run_finetune(cfg, records[:60], tmp_path, on_progress=second.append)
+    steps = [p["step"] for p in first if p["train_loss"] is not None and p["step"] <= 4]
+    steps += [p["step"] for p in second if p["train_loss"] is not None]
+    assert done.status == "succeeded" and steps == list(range(1, done.steps + 1))  # from checkpoint 4, each once
+    assert second[0]["step"] == 5
+
+
+def test_token_batches_are_dealt_out_to_several_processes(tiny_base, records, tmp_path):
+    from training.engine.distributed import launch
+
+    one, two = [], []
+    cfg = dict(base_model=tiny_base, batch_tokens=300, epochs=1.0, max_steps=0, logging_steps=1, save_steps=0,
+               eval_fraction=0, learning_rate=1e-3, max_seq_len=128)  # fmt: skip
+    alone = run_finetune(FinetuneConfig(**cfg), records[:60], tmp_path / "one", on_progress=one.append)
+    both = launch(FinetuneConfig(**cfg, processes=2), records[:60], tmp_path / "two", on_progress=two.append)
+    assert both.status == "succeeded" and both.steps == -(-alone.steps // 2)  # each step takes a batch per process
+
+
+def test_quotas_count_what_every_process_and_host_reads():
+    from training.quotas import planned_steps, planned_tokens
+
+    base = dict(base_model="m", eval_fraction=0, max_seq_len=100)
+    cfg = FinetuneConfig(**base, batch_size=8, max_steps=10)
+    assert planned_tokens(cfg, 400) == 10 * 8 * 100
+    assert planned_tokens(FinetuneConfig(**base, batch_size=8, max_steps=10, processes=2, hosts=2), 400) == 4 * 8_000
+    assert planned_tokens(FinetuneConfig(**base, batch_tokens=4000, max_steps=10), 400) == 10 * 4000  # the budget
+    assert planned_tokens(FinetuneConfig(**base, batch_tokens=50, max_steps=10), 400) == 10 * 100  # a lone example
+    by_passes = FinetuneConfig(**base, batch_tokens=4000, epochs=2.0, max_steps=0)
+    assert planned_tokens(by_passes, 400) == 2 * 400 * 100  # each record once a pass, whatever the batches
+    assert planned_steps(FinetuneConfig(**base, batch_size=8, epochs=1.0, max_steps=0, processes=2), 400) == 25

@@ -104,8 +104,19 @@ class FinetuneConfig:
         True, "Packing", "Padding-free batches: examples concatenated, never attending to each other.",
         choices=((True, "padding-free packing"), (False, "padded batches")),
     )  # fmt: skip
+    varlen: bool = knob(
+        True, "Attention per example", "With packing, each example's attention is computed on its own (varlen): "
+        "the whole batch in one row with no padding, attention costing each example's length squared. Off: rows "
+        "of at most max sequence length with a block mask over each row (stock sdpa).",
+        choices=((True, "on"), (False, "off: rows with masks")),
+    )  # fmt: skip
     processes: int = knob(
         1, "Devices", "Train on this many devices at once (data parallel, one process each, through torchrun).",
+        min=1, max=64, message="must be between 1 and 64",
+    )  # fmt: skip
+    hosts: int = knob(
+        1, "Hosts", "Train on this many machines at once, each with the chosen number of devices (data parallel "
+        "through torchrun; the job's folder must be on storage they share).",
         min=1, max=64, message="must be between 1 and 64",
     )  # fmt: skip
     answer_only_head: bool = knob(
@@ -180,14 +191,15 @@ class FinetuneConfig:
             setattr(self, spec.name, value)
 
     def steps_per_pass(self, records: int, tokens_per_record: float | None = None) -> int:
-        """Optimiser steps in one pass over `records` records, less the held-out share. With batch_tokens,
+        """Optimiser steps in one pass over `records` records, less the held-out share, each step taking a
+        batch on every process of every host. With batch_tokens,
         a batch's examples depend on their lengths: given `tokens_per_record` (mean), it estimates them;
         without, it counts batch_size examples per batch (the run itself counts the real batches)."""
         trained = max(1, round(records * (1 - self.eval_fraction)))
         per_batch: float = self.batch_size
         if self.batch_tokens and tokens_per_record:
             per_batch = examples_per_step(self.batch_tokens, tokens_per_record)
-        return math.ceil(trained / (per_batch * self.grad_accum))
+        return math.ceil(trained / (per_batch * self.grad_accum * self.processes * self.hosts))
 
     def modules_for(self, architecture: str) -> list[str] | str:
         if self.target_modules:

@@ -10,6 +10,12 @@ agree through an all-reduce, so they stop at the same step. If any process dies 
 torchrun stops the others and `launch` raises RankFailed: the caller queues the job again and the next
 run resumes from the last complete checkpoint.
 
+Several hosts: `launch(..., nodes=Nodes(...))` runs node 0 (global rank 0, which reports and saves) and
+serves torchrun's static rendezvous at `nodes.address:nodes.port`; `on_spec(spec_path)` is called once
+the run's files are written, for the caller to ask other hosts to `join` with node ranks 1..count-1. The
+job folder must be on storage every host sees (the records, checkpoints and cancel flag live there). A
+host that dies or never comes (within nodes.timeout) fails the run as RankFailed, like a dead process.
+
     python -m training.engine.distributed SPEC.json    (what each process runs; not for people)
 """
 
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from training.engine.config import FinetuneConfig
@@ -30,6 +37,35 @@ from training.engine.train import EngineError, FinetuneResult, run_finetune
 
 class RankFailed(EngineError):
     """A training process stopped; the job can go on from its last complete checkpoint."""
+
+
+@dataclass
+class Nodes:
+    """One run across `count` hosts: this one is node `rank`; node 0 listens at address:port."""
+
+    count: int
+    rank: int
+    address: str
+    port: int
+    run_id: str
+    timeout: int = 300  # seconds node 0 waits for every host to arrive
+
+    def torchrun_args(self) -> list[str]:
+        return ["--nnodes", str(self.count), "--node_rank", str(self.rank), "--master_addr", self.address,
+                "--master_port", str(self.port), "--rdzv_id", self.run_id,
+                "--rdzv_conf", f"timeout={self.timeout}"]  # fmt: skip
+
+
+def _torchrun(spec_path: Path, processes: int, nodes: Nodes | None) -> list[str]:
+    where = nodes.torchrun_args() if nodes else ["--standalone"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, "--nproc_per_node", str(processes),
+            "-m", "training.engine.distributed", str(spec_path)]  # fmt: skip
+
+
+def _env(processes: int) -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    return env
 
 
 def launch(
@@ -41,6 +77,8 @@ def launch(
     card: dict | None = None,
     on_log_line: Callable[[str], None] | None = None,
     poll: float = 0.5,
+    nodes: Nodes | None = None,
+    on_spec: Callable[[Path], None] | None = None,
 ) -> FinetuneResult:
     out_dir = Path(out_dir)
     work = out_dir / "processes"
@@ -53,12 +91,12 @@ def launch(
     spec = {"cfg": json.loads(cfg.to_json()), "out_dir": str(out_dir), "card": card or {},
             **{name: str(work / file) for name, file in files.items()}}  # fmt: skip
     (work / "spec.json").write_text(json.dumps(spec))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.processes)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(cfg.processes),
-           "-m", "training.engine.distributed", str(work / "spec.json")]  # fmt: skip
+    if on_spec:
+        on_spec(work / "spec.json")
+    cmd = _torchrun(work / "spec.json", cfg.processes, nodes)
     with open(work / "processes.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(cfg.processes),
+                                start_new_session=True)  # fmt: skip
         seen = 0
         try:
             while proc.poll() is None:
@@ -76,9 +114,38 @@ def launch(
         raise EngineError(result["error"])
     if proc.returncode != 0 or not result:
         tail = (work / "processes.log").read_text(errors="replace")[-2000:]
+        if nodes and nodes.count > 1 and not Path(spec["events"]).exists():  # rank 0 never started training
+            why = f"(fewer free training workers than the job's {nodes.count} hosts?)"
+            raise RankFailed(f"The other training host(s) did not all join within {nodes.timeout} s {why}. "
+                             f"Last output:\n{tail}")  # fmt: skip
         raise RankFailed(f"A training process stopped (torchrun exit code {proc.returncode}). Last output:\n{tail}")
     adapter = result.get("adapter_dir")
     return FinetuneResult(result["status"], Path(adapter) if adapter else None, result["steps"], result.get("metrics"))
+
+
+def join(
+    spec_path: str | Path,
+    processes: int,
+    nodes: Nodes,
+    should_stop: Callable[[], bool] | None = None,
+    poll: float = 0.5,
+) -> int:
+    """Run node `nodes.rank` (≥ 1) of a run that node 0 launched: its processes, until they end; torchrun's
+    exit code. `should_stop` (the run was given up, cancelled or moved on) stops them at once."""
+    spec_path = Path(spec_path)
+    with open(spec_path.parent / f"node-{nodes.rank}.log", "w") as log:
+        proc = subprocess.Popen(_torchrun(spec_path, processes, nodes), stdout=log, stderr=subprocess.STDOUT,
+                                env=_env(processes), start_new_session=True)  # fmt: skip
+        try:
+            while proc.poll() is None:
+                if should_stop and should_stop():
+                    break
+                time.sleep(poll)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+    return proc.returncode
 
 
 def _relay(events: Path, seen: int, on_progress, on_log_line) -> int:
@@ -116,7 +183,9 @@ def main(spec_path: str) -> int:
                 yield json.loads(line)
 
     if rank0:
-        emit("log", f"training on {os.environ.get('WORLD_SIZE', '1')} processes (pid {os.getpid()} is rank 0)")
+        hosts = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+        across = f" across {hosts} hosts" if hosts > 1 else ""
+        emit("log", f"training on {os.environ.get('WORLD_SIZE', '1')} processes{across} (pid {os.getpid()} is rank 0)")
     try:
         result = run_finetune(
             cfg, records(), spec["out_dir"], on_progress=(lambda p: emit("point", p)) if rank0 else None,

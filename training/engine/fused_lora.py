@@ -9,9 +9,9 @@ dropout mask (one byte per element) and the (tokens × r) hidden; the dropped x 
 Gradients flow to x, lora_A and lora_B; the frozen base weight gets none. The values and gradients are
 PEFT's (test).
 
-Used on CPU without autocast (untested on GPUs so far), for plain LoRA on an unmerged nn.Linear base whose weight is frozen, one adapter active, no LoRA
-bias, no DoRA; any other case (quantised bases for QLoRA, adapters disabled for evaluation, mixed
-adapter batches) runs PEFT's own forward.
+Used on CPU without autocast (not yet measured on GPUs), for plain LoRA on an unmerged nn.Linear base
+whose weight is frozen, one adapter active, no LoRA bias, no DoRA; any other case (quantised bases for
+QLoRA, adapters disabled for evaluation, mixed adapter batches) runs PEFT's own forward.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ class _Fn:
                     x2 = x.reshape(-1, shape[-1])
                     out = torch.nn.functional.linear(x2, weight, bias)
                     drop, keep_scale = drop_mask(x2, p, fast) if p > 0 else (None, 1.0)
-                    xd = x2.masked_fill(drop, 0).mul_(keep_scale) if drop is not None else x2
-                    hidden = (xd @ lora_a.t()).mul_(scaling)  # (N, r): the scaling here, not on (N, out)
+                    xd = x2.masked_fill(drop, 0) if drop is not None else x2  # dropped, not yet rescaled
+                    scale = scaling * keep_scale  # both applied to the (N, r) hidden, not to (N, in) or (N, out)
+                    hidden = (xd @ lora_a.t()).mul_(scale)
                     out.addmm_(hidden, lora_b.t())
                     ctx.save_for_backward(x2, drop, hidden, weight, lora_a, lora_b)
-                    ctx.scaling, ctx.keep_scale, ctx.shape = scaling, keep_scale, shape
+                    ctx.scaling, ctx.scale, ctx.shape = scaling, scale, shape
                     return out.view(*shape[:-1], out.shape[-1])
 
                 @staticmethod
@@ -48,14 +49,14 @@ class _Fn:
                     x2, drop, hidden, weight, lora_a, lora_b = ctx.saved_tensors
                     g = grad.reshape(-1, grad.shape[-1])
                     grad_b = g.t() @ hidden  # (out, r)
-                    grad_hidden = (g @ lora_b).mul_(ctx.scaling)  # (N, r)
-                    xd = x2.masked_fill(drop, 0).mul_(ctx.keep_scale) if drop is not None else x2
-                    grad_a = grad_hidden.t() @ xd  # (r, in)
+                    grad_pre = (g @ lora_b).mul_(ctx.scale)  # (N, r): d loss / d (xd @ A.T)
+                    xd = x2.masked_fill(drop, 0) if drop is not None else x2
+                    grad_a = grad_pre.t() @ xd  # (r, in)
                     grad_x = None
                     if ctx.needs_input_grad[0]:
-                        grad_xd = grad_hidden @ lora_a
+                        grad_xd = grad_pre @ lora_a
                         if drop is not None:
-                            grad_xd = grad_xd.masked_fill_(drop, 0).mul_(ctx.keep_scale)
+                            grad_xd = grad_xd.masked_fill_(drop, 0)
                         grad_x = grad_xd.addmm_(g, weight).view(ctx.shape)
                     return grad_x, None, None, grad_a, grad_b, None, None, None
 

@@ -85,11 +85,9 @@ def load_base(cfg: FinetuneConfig):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
         )
+    kwargs["attn_implementation"] = attention.implementation(cfg.packing and cfg.varlen, torch.cuda.is_available())
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            cfg.base_model, attn_implementation=attention.implementation(cfg.packing, torch.cuda.is_available()),
-            **kwargs,
-        )  # fmt: skip
+        model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
     except (OSError, ValueError) as exc:
         raise EngineError(f"Could not load the weights of {cfg.base_model!r}: {exc}") from None
     # No KV cache in training: with one, transformers skips the packed-sequence masks, and the examples

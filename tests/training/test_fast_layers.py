@@ -1,0 +1,139 @@
+"""The engine's speed switches do the stock computation: attention per example (varlen) gives the
+logits of each example run alone and falls back to masks for a model it cannot serve; fused LoRA layers
+give PEFT's values and gradients; fast dropout drops each element independently with the asked rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.engine import FinetuneConfig, attention, fused_lora, run_finetune
+from training.engine import data as data_mod
+from training.engine.dropout import drop_mask, fast_dropout
+from training.engine.train import _row_len, load_base
+
+
+def cfg(base: str, **kw) -> FinetuneConfig:
+    values = {"base_model": base, "schema": "instruction", "batch_size": 8, "max_seq_len": 128, "save_steps": 0,
+              "logging_steps": 1, "eval_fraction": 0, "max_steps": 4}  # fmt: skip
+    return FinetuneConfig.from_dict({**values, **kw})
+
+
+def items(tok, records, n=7):
+    return [{"input_ids": e.input_ids, "labels": e.labels}
+            for e in (data_mod.encode(tok, "instruction", r, 128) for r in records[:n])]  # fmt: skip
+
+
+@pytest.mark.parametrize("varlen", [True, False])
+def test_packed_examples_get_the_logits_they_get_alone_with_either_attention(tiny_base, records, varlen):
+    import torch
+
+    tok, model, _ = load_base(cfg(tiny_base, varlen=varlen))
+    assert model.config._attn_implementation == (attention.NAME if varlen else "sdpa")
+    said = []
+    row_len = _row_len(cfg(tiny_base, varlen=varlen), model, said.append)
+    assert row_len == (None if varlen else 128) and not said
+    batch = items(tok, records)
+    collator = data_mod.PaddingFreeCollator(row_len, tok.pad_token_id)
+    packed, layout = collator(batch), collator.rows(batch)
+    assert (packed["input_ids"].shape[0] == 1) == varlen  # varlen: the whole batch in one row, no padding
+    model.eval()
+    with torch.no_grad():
+        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
+        for r, row in enumerate(layout):
+            at = 0
+            for item in row:
+                alone = model(input_ids=torch.tensor([item["input_ids"]]), use_cache=False).logits[0]
+                assert torch.allclose(together[r, at : at + len(item["input_ids"])], alone, atol=1e-4)
+                at += len(item["input_ids"])
+
+
+def test_a_model_whose_attention_ignores_positions_goes_back_to_masks(tiny_base, monkeypatch):
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    tok, model, _ = load_base(cfg(tiny_base))
+
+    def blind(module, q, k, v, mask, position_ids=None, **kw):  # as an architecture that never passes them
+        return sdpa_attention_forward(module, q, k, v, mask, **kw)
+
+    AttentionInterface.register(attention.NAME, blind)
+    try:
+        said = []
+        assert _row_len(cfg(tiny_base), model, said.append) == 128
+        assert model.config._attn_implementation == "sdpa" and "does not keep packed examples apart" in said[0]
+    finally:
+        attention.register()
+
+
+def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.engine import loss as loss_mod
+
+    tok, model, _ = load_base(cfg(tiny_base))
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"],
+                                             init_lora_weights=False, lora_dropout=0.0))  # fmt: skip
+    batch = data_mod.PaddingFreeCollator(None, tok.pad_token_id)(items(tok, records, 6))
+    model.train()
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = loss_mod.answer_loss(model, batch)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    peft_loss, peft_grads = loss_and_grads()
+    assert fused_lora.install(model) == 4 * model.config.num_hidden_layers  # every adapted projection
+    fused_loss, fused_grads = loss_and_grads()
+    assert fused_loss == pytest.approx(peft_loss, abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(peft_grads, fused_grads, strict=True))
+
+
+def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 32, requires_grad=True)
+    weight, a, b = torch.randn(24, 32), torch.randn(4, 32, requires_grad=True), torch.randn(24, 4, requires_grad=True)
+    torch.manual_seed(1)
+    fused = fused_lora._Fn.get().apply(x, weight, None, a, b, 2.0, 0.3, True)
+    (fused * torch.arange(24.0)).sum().backward()
+    grads = [t.grad.clone() for t in (x, a, b)]
+    for t in (x, a, b):
+        t.grad = None
+    torch.manual_seed(1)  # the same draws: the same mask
+    drop, keep_scale = drop_mask(x.reshape(-1, 32), 0.3)
+    dropped = x.reshape(-1, 32).masked_fill(drop, 0) * keep_scale
+    plain = (x.reshape(-1, 32) @ weight.t() + dropped @ a.t() @ b.t() * 2.0).view(2, 50, 24)
+    (plain * torch.arange(24.0)).sum().backward()
+    assert torch.allclose(fused, plain, rtol=1e-5, atol=1e-4)
+    assert all(torch.allclose(g, t.grad, rtol=1e-5, atol=1e-3) for g, t in zip(grads, (x, a, b), strict=True))
+
+
+def test_fast_dropout_drops_each_element_with_the_asked_rate_and_keeps_the_mean():
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = fast_dropout(x, 0.05)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - 0.05) < 0.002
+    assert abs(y.mean().item() - 1.0) < 0.003  # kept values scaled by 1 / (1 - p)
+    assert dropped.float().mean(0).std().item() < 0.03  # no column (lane) pattern: independent elements
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, dropped)  # backward uses the forward's mask
+    assert torch.equal(fast_dropout(x, 0.05, training=False), x)
+
+
+def test_a_run_with_every_switch_off_and_on_trains(tiny_base, records, tmp_path):
+    losses = {}
+    for on in (False, True):
+        points = []
+        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on}
+        result = run_finetune(cfg(tiny_base, **switches), records[:80], tmp_path / str(on), on_progress=points.append)
+        assert result.status == "succeeded" and (result.adapter_dir / "adapter_model.safetensors").exists()
+        losses[on] = [p["train_loss"] for p in points if p["train_loss"] is not None]
+    assert len(losses[True]) == len(losses[False]) == 4
+    assert abs(losses[True][0] - losses[False][0]) < 0.05  # the same start (dropout masks differ)
