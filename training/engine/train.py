@@ -143,7 +143,8 @@ def run_finetune(
     out_dir = Path(out_dir)
     say = on_log_line or (lambda line: None)
     tokenizer, model, precision = load_base(cfg)
-    row_len = _row_len(cfg, model, say)
+    with _actionable_errors():
+        row_len = _row_len(cfg, model, say)  # runs the model once (a check of its attention)
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
     set_seed(cfg.seed)  # the adapter's initial weights come from the seed, whatever ran before in this process
     model = _with_lora(cfg, model)
