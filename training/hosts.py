@@ -65,9 +65,9 @@ def engine_call(job: TrainingJob, cfg):
     return functools.partial(distributed.launch, nodes=nodes, on_spec=invite)
 
 
-def join(job_id: int, attempt: int, rank: int, address: str, port: int) -> str:
-    """Run node `rank` of attempt `attempt` of a job across hosts, until it ends; how it ended."""
-    from training import services
+def join(job_id: int, attempt: int, rank: int, address: str, port: int, log=None) -> str:
+    """Run node `rank` of attempt `attempt` of a job across hosts, until it ends; how it ended. `log(job,
+    line)` adds to the job's log (services.append_log; passed in, as services imports this module)."""
     from training.engine import distributed
 
     def current() -> bool:
@@ -85,7 +85,8 @@ def join(job_id: int, attempt: int, rank: int, address: str, port: int) -> str:
         run_id=f"job{job_id}-{attempt}",
         timeout=settings.TRAINING_RENDEZVOUS_SECONDS,
     )
-    services.append_log(job, f"host {rank + 1} of {cfg.hosts} joined ({socket.gethostname()})")
+    if log:
+        log(job, f"host {rank + 1} of {cfg.hosts} joined ({socket.gethostname()})")
     checked = [0.0]
 
     def should_stop() -> bool:  # the database at most every 2 s

@@ -13,4 +13,4 @@ def run_training(job_id: int) -> str:
 @shared_task(name="training.join_training")
 def join_training(job_id: int, attempt: int, rank: int, address: str, port: int) -> str:
     """Run one more host's share of a job across hosts (training/hosts.py); node 0 sent this."""
-    return hosts.join(job_id, attempt, rank, address, port)
+    return hosts.join(job_id, attempt, rank, address, port, log=services.append_log)

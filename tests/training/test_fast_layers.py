@@ -137,3 +137,38 @@ def test_a_run_with_every_switch_off_and_on_trains(tiny_base, records, tmp_path)
         losses[on] = [p["train_loss"] for p in points if p["train_loss"] is not None]
     assert len(losses[True]) == len(losses[False]) == 4
     assert abs(losses[True][0] - losses[False][0]) < 0.05  # the same start (dropout masks differ)
+
+
+def test_fused_layers_with_dropout_give_the_same_gradients_under_activation_checkpointing(
+    tiny_base, records, monkeypatch
+):
+    """Checkpointing reruns each layer's forward in backward: the dropout masks must be drawn again alike."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.engine import loss as loss_mod
+
+    tok, model, _ = load_base(cfg(tiny_base))
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False,
+                                             lora_dropout=0.2))  # fmt: skip
+    fused_lora.install(model)
+    batch = data_mod.PaddingFreeCollator(None, tok.pad_token_id)(items(tok, records, 6))
+    model.train()
+
+    draws = []
+    monkeypatch.setattr(fused_lora, "drop_mask", lambda *a: draws.append(1) or drop_mask(*a))
+
+    def grads():
+        model.zero_grad()
+        draws.clear()
+        torch.manual_seed(7)
+        loss_mod.answer_loss(model, batch).backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    plain, drawn = grads(), len(draws)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    checkpointed = grads()
+    assert len(draws) == 2 * drawn  # each layer's forward ran again in backward
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, checkpointed, strict=True))

@@ -3,10 +3,11 @@
 A fixed count of examples per step makes a step of long examples cost many times a step of short ones,
 and a batch size that suits the short ones runs out of memory on the long ones. Here each micro-batch
 holds as many examples as fit in a token budget (fairseq's `max_tokens`). The examples are shuffled once
-(by seed) and taken in buckets of BUCKET examples. With padding-free packing, each bucket is packed into
-rows of the sequence length (first fit, longest first, as the collator packs) and every budget ÷ length
-rows make a batch, so rows are nearly full and a batch costs about the same whatever its examples (as
-LLaMA-Factory's neat packing does). With padded batches, each bucket is sorted by length and filled
+(by seed) and taken in buckets of BUCKET examples. With padding-free packing and attention per example
+(varlen, the default), each bucket is packed first fit, longest first, into batches of at most the budget
+(one row each). With packing into rows under masks, into rows of the sequence length, every budget ÷
+length rows a batch. Either way batches are nearly full and cost about the same whatever their examples
+(as LLaMA-Factory's neat packing does). With padded batches, each bucket is sorted by length and filled
 greedily while batch rows × its longest example stay within the budget, so a batch holds similar
 lengths. The batches are fixed for the run (the steps per epoch are known up front and a resumed run
 finds the same ones); their order is shuffled again at every epoch. Every example is in exactly one
