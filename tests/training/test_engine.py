@@ -46,31 +46,6 @@ def test_the_loss_is_only_on_answer_tokens(tiny_base):
     assert trained == "Hello.<|end|>\nGoodbye.<|end|>\n"
 
 
-@pytest.mark.parametrize("rows", ["one row", "rows of at most max_seq_len"])
-def test_padding_free_batches_keep_examples_apart(tiny_base, records, rows):
-    import torch
-
-    tok, model, _ = load_base(cfg(tiny_base))  # as training loads it (no KV cache: packed masks apply)
-    model.eval()
-    examples = [data_mod.encode(tok, "instruction", r, 128) for r in records[:7]]
-    items = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    longest = max(len(e.input_ids) for e in examples)
-    collator = data_mod.PaddingFreeCollator(None if rows == "one row" else longest + 8, tok.pad_token_id)
-    packed = collator(items)
-    layout = collator.rows(items)
-    assert len(layout) == packed["input_ids"].shape[0] and collator.tokens == sum(len(e.input_ids) for e in examples)
-    if rows != "one row":
-        assert len(layout) > 1 and packed["input_ids"].shape[1] <= longest + 8
-    with torch.no_grad():
-        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
-        for r, row in enumerate(layout):
-            offset = 0
-            for item in row:
-                alone = model(input_ids=torch.tensor([item["input_ids"]]), use_cache=False).logits[0]
-                assert torch.allclose(together[r, offset : offset + len(item["input_ids"])], alone, atol=1e-4)
-                offset += len(item["input_ids"])
-
-
 def test_a_run_writes_the_adapter_config_metrics_and_model_card(tiny_base, records, tmp_path):
     points = []
     card = {"name": "Glossary tutor", "base_name": "Tiny demo model", "base_hub_id": "",

@@ -14,22 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, wait_until
+from tests.training.test_distributed import cfg, losses
 from tests.training.test_jobs import form_data
 from tests.training.test_worker_jobs import finished, start, steps_of
 from training import hosts
-from training.engine import FinetuneConfig, run_finetune
+from training.engine import run_finetune
 from training.engine.distributed import Nodes, RankFailed, join, launch
 from training.models import TrainingJob
-
-
-def cfg(base: str, **kw) -> FinetuneConfig:
-    return FinetuneConfig.from_dict({"base_model": base, "schema": "instruction", "batch_size": 8, "max_seq_len": 96,
-                                     "save_steps": 0, "logging_steps": 1, "eval_fraction": 0, "learning_rate": 1e-3,
-                                     "max_steps": 6, "dropout": 0.0, **kw})  # fmt: skip
-
-
-def losses(points: list[dict]) -> list[float]:
-    return [p["train_loss"] for p in points if p["train_loss"] is not None]
 
 
 def test_two_hosts_follow_the_one_process_loss_curve_on_the_same_global_batch(tiny_base, records, tmp_path):
