@@ -116,7 +116,7 @@ class FinetuneConfig:
     )  # fmt: skip
     hosts: int = knob(
         1, "Hosts", "Train on this many machines at once, each with the chosen number of devices (data parallel "
-        "through torchrun; the job's folder must be on storage they share).",
+        "through torchrun): faster for large jobs, and the job starts once that many machines are free.",
         min=1, max=64, message="must be between 1 and 64",
     )  # fmt: skip
     answer_only_head: bool = knob(
