@@ -116,7 +116,7 @@ class FinetuneConfig:
     )  # fmt: skip
     hosts: int = knob(
         1, "Hosts", "Train on this many machines at once, each with the chosen number of devices (data parallel "
-        "through torchrun): faster for large jobs, and the job starts once that many machines are free.",
+        "through torchrun): faster for large jobs; it needs that many training machines free at the same time.",
         min=1, max=64, message="must be between 1 and 64",
     )  # fmt: skip
     answer_only_head: bool = knob(
