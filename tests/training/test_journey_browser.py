@@ -139,3 +139,22 @@ def test_the_advanced_settings_show_the_new_knobs_and_no_devices_choice_on_one_d
     assert page.get_by_label("Devices").count() == 0  # one device per host (the default): nothing to choose
     page.screenshot(path=str(ARTIFACTS / "training-advanced-phone.png"), full_page=True)
     assert page.evaluate(OVERFLOW) <= 0
+
+
+def test_devices_and_hosts_on_a_phone_where_jobs_may_span_them(page, server_pool, user, base_model, glossary):
+    live_url = server_pool.get(TRAINING_DEVICES_PER_WORKER="2", TRAINING_MAX_HOSTS="4")
+    sign_in(page, live_url, "alice")
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_url}/training/new/?datanet=glossary")
+    page.get_by_text("Advanced settings").click()
+    hosts = page.get_by_label("Hosts")
+    assert hosts.is_visible() and page.get_by_label("Devices").is_visible()
+    assert "trains on at most 4" in page.locator("form").inner_text()
+    hosts.fill("5")  # more than the installation has: refused in words next to the field
+    page.get_by_role("button", name="Start training").click()
+    error = page.get_by_text("at most 4 host(s) at once")
+    error.wait_for()
+    assert not TrainingJob.objects.exists()
+    page.get_by_label("Hosts").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "training-form-hosts-phone.png"), full_page=True)
+    assert page.evaluate(OVERFLOW) <= 0

@@ -63,10 +63,12 @@ def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
 
 
 def register() -> str:
-    """Make NAME a transformers attention implementation (idempotent); the name."""
+    """Make NAME a transformers attention implementation (idempotent); the name. torch.compile leaves it
+    eager (its loop over examples of varying lengths would recompile at every new batch)."""
+    import torch
     from transformers import AttentionInterface
 
-    AttentionInterface.register(NAME, varlen_sdpa)
+    AttentionInterface.register(NAME, torch.compiler.disable(varlen_sdpa))
     return NAME
 
 

@@ -96,13 +96,15 @@ def _forward(self, x, *args, **kwargs):
 def install(model, fast_dropout: bool = True) -> int:
     """Route every PEFT LoRA linear of `model` through the fused function; the count. Parameters, names
     and state dicts do not change (checkpoints and the saved adapter are PEFT's)."""
+    import torch
     from peft.tuners.lora.layer import Linear
 
+    forward = torch.compiler.disable(_forward)  # eager under torch.compile: its own autograd, random masks
     count = 0
     for module in model.modules():
         if isinstance(module, Linear) and not hasattr(module, "_peft_forward"):
             module._peft_forward = module.forward
             module._fast_dropout = fast_dropout
-            module.forward = types.MethodType(_forward, module)
+            module.forward = types.MethodType(forward, module)
             count += 1
     return count
