@@ -188,14 +188,19 @@ def measure_shape(model: Path, shape: str) -> dict:
     return {side: median_run(side, model, shape, runs=runs[side]) for side in SIDES}
 
 
-def report_switches(work: Path, by_examples: dict[str, dict]) -> None:
-    """Each engine switch off alone: what it buys at each shape (median runs)."""
-    print("\nthe engine's switches, each turned off alone (median of runs; on = the engine above):")
+def report_switches(work: Path) -> None:
+    """Each engine switch off alone against the engine as it ships, runs alternated (on, off, on, ...)
+    so drift hits both alike: what the switch buys at each shape (medians)."""
+    print("\nthe engine's switches, each turned off alone (on vs off, alternated, medians):")
     for label, off in SWITCHES.items():
         cells = []
         for shape in SHAPES:
-            x = median_run("engine", work / "base", shape, off)
-            on = by_examples[shape]
+            runs: dict[str, list] = {"on": [], "off": []}
+            for _ in range(REPEATS):
+                runs["on"].append(spawn("engine", work / "base", shape))
+                runs["off"].append(spawn("engine", work / "base", shape, off))
+            on = median_run("engine", work / "base", shape, runs=runs["on"])
+            x = median_run("engine", work / "base", shape, runs=runs["off"])
             cells.append(f"{shape}: {on['tokens_per_second'] / x['tokens_per_second']:.2f}x tokens/s, "
                          f"{x['peak_rss_mb'] - on['peak_rss_mb']:+.0f} MB saved")  # fmt: skip
         print(f"  {label:32} " + "; ".join(cells))
@@ -296,7 +301,7 @@ def main() -> None:
         goals += report_shape(shape, r)
         compiled[shape] = (r["engine"], spawn("engine", work / "base", shape, {"compile": True}))
         by_examples[shape] = r["engine"]
-    report_switches(work, by_examples)
+    report_switches(work)
     goals += report_compile(compiled)
     report_token_batches(work, by_examples)
     report_vocab(work)
