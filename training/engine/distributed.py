@@ -97,12 +97,16 @@ def launch(
     with open(work / "processes.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(cfg.processes),
                                 start_new_session=True)  # fmt: skip
-        seen = 0
+        seen, done_at = 0, None
         try:
             while proc.poll() is None:
                 seen = _relay(Path(spec["events"]), seen, on_progress, on_log_line)
                 if should_cancel and should_cancel():
                     Path(spec["cancel"]).touch()
+                if done_at is None and Path(spec["result"]).exists():
+                    done_at = time.monotonic()
+                if done_at is not None and time.monotonic() - done_at > 60:
+                    break  # rank 0 has its result; another host's slow exit must not hold the job
                 time.sleep(poll)
         finally:
             if proc.poll() is None:  # the caller went away: stop every process
@@ -112,7 +116,7 @@ def launch(
     result = json.loads(Path(spec["result"]).read_text()) if Path(spec["result"]).exists() else {}
     if result.get("error"):
         raise EngineError(result["error"])
-    if proc.returncode != 0 or not result:
+    if not result:  # rank 0 wrote none: it did not finish (a result with a late failure elsewhere stands)
         tail = (work / "processes.log").read_text(errors="replace")[-2000:]
         if nodes and nodes.count > 1 and not Path(spec["events"]).exists():  # rank 0 never started training
             why = f"(fewer free training workers than the job's {nodes.count} hosts?)"
@@ -195,13 +199,34 @@ def main(spec_path: str) -> int:
     except EngineError as exc:
         if rank0:
             Path(spec["result"]).write_text(json.dumps({"error": str(exc)}))
+        _teardown(together=False)
         return 1
     if rank0:
         Path(spec["result"]).write_text(json.dumps({
             "status": result.status, "steps": result.steps, "metrics": result.metrics,
             "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
         }))  # fmt: skip
+    _teardown(together=True)
     return 0
+
+
+def _teardown(together: bool) -> None:
+    """Close the process group before exit: a rank that exits with it open can abort in its threads'
+    destructors (seen on a second host). `together`: first wait (at most a minute) for every rank."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if together and dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        elif together:
+            dist.barrier()
+    except RuntimeError:
+        pass  # another rank is gone; its host reports it
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
