@@ -149,7 +149,7 @@ def test_devices_and_hosts_on_a_phone_where_jobs_may_span_them(page, server_pool
     page.get_by_text("Advanced settings").click()
     hosts = page.get_by_label("Hosts")
     assert hosts.is_visible() and page.get_by_label("Devices").is_visible()
-    assert "trains on at most 4" in page.locator("form").inner_text()
+    assert "trains on at most 4" in page.locator("form.train-form").inner_text()
     hosts.fill("5")  # more than the installation has: refused in words next to the field
     page.get_by_role("button", name="Start training").click()
     error = page.get_by_text("at most 4 host(s) at once")
