@@ -1,14 +1,15 @@
 """The engine's speed switches do the stock computation: attention per example (varlen) gives the
 logits of each example run alone and falls back to masks for a model it cannot serve; fused LoRA layers
-give PEFT's values and gradients; fast dropout drops each element independently with the asked rate."""
+give PEFT's values and gradients; fast dropout drops each element independently with the asked rate;
+reusing freed memory serves large tensors from the heap, not from pages of their own."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.engine import FinetuneConfig, attention, fused_lora, run_finetune
+from training.engine import FinetuneConfig, attention, fused_lora, heap, run_finetune
 from training.engine import data as data_mod
-from training.engine.dropout import drop_mask, fast_dropout
+from training.engine.dropout import draw, fast_dropout, keep
 from training.engine.train import _row_len, load_base
 
 
@@ -104,8 +105,10 @@ def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     for t in (x, a, b):
         t.grad = None
     torch.manual_seed(1)  # the same draws: the same mask
-    drop, keep_scale = drop_mask(x.reshape(-1, 32), 0.3)
-    dropped = x.reshape(-1, 32).masked_fill(drop, 0) * keep_scale
+    draws, keep_scale = draw(x.reshape(-1, 32), 0.3)
+    kept = keep(draws, x.reshape(-1, 32))
+    assert set(kept.unique().tolist()) == {0.0, 1.0} and 0.5 < kept.mean().item() < 0.9
+    dropped = x.reshape(-1, 32) * kept * keep_scale
     plain = (x.reshape(-1, 32) @ weight.t() + dropped @ a.t() @ b.t() * 2.0).view(2, 50, 24)
     (plain * torch.arange(24.0)).sum().backward()
     assert torch.allclose(fused, plain, rtol=1e-5, atol=1e-4)
@@ -125,13 +128,39 @@ def test_fast_dropout_drops_each_element_with_the_asked_rate_and_keeps_the_mean(
     y.sum().backward()
     assert torch.equal(x.grad == 0, dropped)  # backward uses the forward's mask
     assert torch.equal(fast_dropout(x, 0.05, training=False), x)
+    stock = keep(draw(x, 0.05, fast=False)[0], x)  # torch's Bernoulli mask, as used on GPUs
+    assert stock.dtype == x.dtype and abs(1 - stock.mean().item() - 0.05) < 0.002
+
+
+@pytest.mark.skipif(heap._glibc() is None, reason="the C library is not glibc")
+def test_reusing_freed_memory_serves_large_tensors_from_the_heap():
+    import ctypes
+
+    import torch
+
+    class Info(ctypes.Structure):  # glibc's struct mallinfo2
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]  # fmt: skip
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    with heap.reused(False) as took:
+        assert not took
+    with heap.reused() as took:
+        assert took
+        before = libc.mallinfo2().hblkhd  # bytes in blocks mapped on their own
+        x = torch.ones(4096, 1024)  # 16 MiB: above glibc's starting threshold
+        assert libc.mallinfo2().hblkhd == before and libc.mallinfo2().uordblks >= x.numel() * 4
+        del x
+    assert libc.mallinfo2().hblkhd == before
 
 
 def test_a_run_with_every_switch_off_and_on_trains(tiny_base, records, tmp_path):
     losses = {}
     for on in (False, True):
         points = []
-        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on}
+        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on, "reuse_memory": on}
         result = run_finetune(cfg(tiny_base, **switches), records[:80], tmp_path / str(on), on_progress=points.append)
         assert result.status == "succeeded" and (result.adapter_dir / "adapter_model.safetensors").exists()
         losses[on] = [p["train_loss"] for p in points if p["train_loss"] is not None]
@@ -157,7 +186,7 @@ def test_fused_layers_with_dropout_give_the_same_gradients_under_activation_chec
     model.train()
 
     draws = []
-    monkeypatch.setattr(fused_lora, "drop_mask", lambda *a: draws.append(1) or drop_mask(*a))
+    monkeypatch.setattr(fused_lora, "draw", lambda *a: draws.append(1) or draw(*a))
 
     def grads():
         model.zero_grad()

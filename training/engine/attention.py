@@ -41,22 +41,20 @@ def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     """(B, H, T, D) query/key/value → (B, T, H, D), each example of each row attending to itself only."""
     import torch
     import torch.nn.functional as F
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if attention_mask is not None or position_ids is None or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_ids=position_ids, **kwargs)  # fmt: skip
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    gqa = query.shape[1] != key.shape[1]  # grouped-query attention: sdpa shares each key/value head, no copies
     rows = []
     for b, spans in enumerate(segments(position_ids)):
         lengths = [e - s for s, e in spans]
         # split, not slices: the backward of a split is one concatenation, where each slice's backward
         # would write its gradient into a zero tensor the size of the whole row
         parts = zip(*(x[b : b + 1].split(lengths, dim=2) for x in (query, key, value)), strict=True)
-        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1)
-                for q, k, v in parts]  # fmt: skip
+        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=q.shape[2] > 1,
+                                               enable_gqa=gqa) for q, k, v in parts]  # fmt: skip
         rows.append(outs[0] if len(outs) == 1 else torch.cat(outs, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None

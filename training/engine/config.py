@@ -142,6 +142,12 @@ class FinetuneConfig:
         "kept (less memory). Same values and gradients as PEFT's; on CPU (GPUs use PEFT's layers for now).",
         choices=((True, "on"), (False, "off: PEFT's layers")),
     )  # fmt: skip
+    reuse_memory: bool = knob(
+        True, "Reuse freed memory", "On CPU, keep memory freed by one step for the next step's tensors instead of "
+        "handing it back to the system and taking fresh pages (glibc's malloc settings); given back when the run "
+        "ends. Large tensors then skip the kernel's page zeroing and faults. No effect on GPUs.",
+        choices=((True, "on"), (False, "off: glibc's defaults")),
+    )  # fmt: skip
     compile: bool = knob(
         False, "Compile (torch.compile)", "Compile the model's layers with torch.compile. Compiling costs 10-20 s "
         "at the start of every run (and resume), and on CPU the compiled steps were no faster (0.8-1.1x in the "

@@ -7,7 +7,8 @@ floats costs ~17 ms, against ~2 ms for the matrix product the mask feeds. Here o
 16-bit lanes, each compared with round(p × 65,536): the same generator, a quarter of the draws, ~5x
 faster. Each element is still dropped independently; the drop probability is rounded to a multiple of
 1/65,536 (0.05 becomes 0.0500031) and the kept values are scaled by 1 / (1 − that), so the expectation is
-exact. The mask is kept as one byte per element for backward, as torch's dropout keeps it.
+exact. Backward keeps the draws themselves (two bytes per element) and compares them again, writing the
+0/1 multiplier directly: a multiply by it is several times faster than masked_fill with a bool mask.
 
 On CUDA the stock dropout is used (its Philox generator is fast and in parallel).
 """
@@ -17,17 +18,29 @@ from __future__ import annotations
 LANES = 65_536  # 16-bit lanes: the drop probability's resolution
 
 
-def drop_mask(x, p: float, fast: bool = True):
-    """(drop, scale): a bool mask of the elements of `x` to zero, each with probability ~p, and the factor
-    for the kept ones. `fast` on CPU: 16-bit lanes of 64-bit draws; else torch's Bernoulli draws."""
+def draw(x, p: float, fast: bool = True):
+    """(draws, scale): which elements of `x` to drop, each with probability ~p, kept compactly for backward
+    (`fast` on CPU: the 64-bit words, 2 bytes an element; else torch's Bernoulli mask, 1 byte), and the
+    factor for the kept ones. `keep(draws, x)` turns them into the multiplier."""
     import torch
 
     if fast and not x.is_cuda:
         threshold = min(round(p * LANES), LANES - 1)
         words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 3) // 4,), dtype=torch.int64, device=x.device)
-        drop = (words.view(torch.int16)[: x.numel()] < threshold - LANES // 2).view(x.shape)
-        return drop, LANES / (LANES - threshold)
-    return torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(p), 1.0 / (1.0 - p)
+        return (words, threshold), LANES / (LANES - threshold)
+    return (torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(p), None), 1.0 / (1.0 - p)
+
+
+def keep(draws, x):
+    """A tensor of x's shape and dtype: 1 where an element is kept, 0 where it is dropped. A multiply by it
+    is ~6x faster on CPU than masked_fill with a bool mask, and the 16-bit comparison writes it directly."""
+    import torch
+
+    drawn, threshold = draws
+    if threshold is None:
+        return drawn.logical_not().to(x.dtype)
+    lanes = drawn.view(torch.int16)[: x.numel()].view(x.shape)
+    return torch.ge(lanes, threshold - LANES // 2, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
 
 
 class _Drop:
@@ -43,15 +56,15 @@ class _Drop:
             class FastDropout(torch.autograd.Function):
                 @staticmethod
                 def forward(ctx, x, p: float):
-                    drop, scale = drop_mask(x, p)
-                    ctx.save_for_backward(drop)
-                    ctx.scale = scale
-                    return x.masked_fill(drop, 0).mul_(scale)
+                    (words, threshold), scale = draw(x, p)
+                    ctx.save_for_backward(words)
+                    ctx.threshold, ctx.scale = threshold, scale
+                    return x * keep((words, threshold), x).mul_(scale)
 
                 @staticmethod
                 def backward(ctx, grad):
-                    (drop,) = ctx.saved_tensors
-                    return grad.masked_fill(drop, 0).mul_(ctx.scale), None
+                    (words,) = ctx.saved_tensors
+                    return grad * keep((words, ctx.threshold), grad).mul_(ctx.scale), None
 
             cls.fn = FastDropout
         return cls.fn

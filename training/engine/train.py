@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.engine import attention, batching, compiling, dropout, fused_lora
+from training.engine import attention, batching, compiling, dropout, fused_lora, heap
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
@@ -173,7 +173,7 @@ def run_finetune(
         data_collator=collator,
         callbacks=[progress.as_callback(TrainerCallback)],
     )
-    with _actionable_errors():
+    with _actionable_errors(), heap.reused(cfg.reuse_memory and model.device.type == "cpu"):
         if resume_from:
             say(f"resuming from {resume_from.name}")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
