@@ -147,8 +147,9 @@ def test_qlora_nf4_with_bf16_trains_on_cuda(tiny_base, records, tmp_path):
     assert config["r"] == 16 and (result.adapter_dir / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.parametrize("accumulated", [None, 37])
-def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny_base, records, accumulated):
+@pytest.mark.parametrize("accumulated, adapter", [(None, True), (37, True), (None, False)])
+def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny_base, records, accumulated, adapter):
+    """With an adapter (the output layer frozen) and without (every weight trained, the output layer too)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -158,8 +159,10 @@ def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny
     tok = AutoTokenizer.from_pretrained(tiny_base)
     torch.manual_seed(0)
     _, model, _ = load_base(cfg(tiny_base))
-    model = get_peft_model(model, LoraConfig(
-        r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
+    if adapter:
+        model = get_peft_model(model, LoraConfig(
+            r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
+    assert model.get_output_embeddings().weight.requires_grad != adapter
     items = [{"input_ids": e.input_ids, "labels": e.labels}
              for e in (data_mod.encode(tok, "instruction", r, 128) for r in records[:6])]  # fmt: skip
     batch = data_mod.PaddingFreeCollator(160, tok.pad_token_id)(items)
@@ -175,3 +178,5 @@ def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny
     ours = loss_and_grads(lambda: loss_mod.answer_loss(model, batch, accumulated, chunk=7))  # several chunks
     assert abs(standard[0] - ours[0]) < 1e-5
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(standard[1], ours[1], strict=True))
+    with torch.no_grad():  # evaluation: the same value, no gradients worked out
+        assert abs(loss_mod.answer_loss(model, batch, accumulated, chunk=7).item() - standard[0]) < 1e-5

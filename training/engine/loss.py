@@ -1,15 +1,19 @@
 """The training loss on answer tokens only, in chunks (FinetuneConfig.answer_only_head).
 
 A causal LM's forward computes logits for every position, (tokens × vocabulary) floats, and the loss
-then ignores every position whose label is -100 (prompts, padding, boundaries). Here the decoder runs
-as usual, the hidden states of the positions whose next token is an answer token are gathered, and the
-output layer plus cross-entropy run on them in chunks of CHUNK rows, each recomputed in backward
-(activation checkpointing), so at most one chunk's logits exist at a time. The saving grows with the
-vocabulary (150k for current models) and with the share of prompt tokens. The value and the gradients
-are the standard loss's (test).
+then ignores every position whose label is -100 (prompts, padding, boundaries); backward then runs the
+output layer's product again for every position. Here the decoder runs as usual, the hidden states of
+the positions whose next token is an answer token are gathered, and the output layer plus
+cross-entropy run on them in chunks of CHUNK rows, each chunk's gradient computed in the same pass
+(softmax − one-hot, times the output weight), as Liger-Kernel's fused linear cross-entropy does on GPUs:
+at most one chunk's logits exist at a time, none is recomputed, and backward only scales the gradients
+kept (tokens × hidden). The saving grows with the vocabulary (150k for current models) and with the
+share of prompt tokens. The value and the gradients are the standard loss's (test).
 """
 
 from __future__ import annotations
+
+import functools
 
 CHUNK = 1024
 IGNORE = -100
@@ -27,12 +31,60 @@ def supported(model) -> bool:
     return plain and hasattr(causal, "get_decoder") and causal.get_output_embeddings() is not None
 
 
+@functools.cache
+def _head_loss():
+    """The autograd function (built on first use: this module imports without torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    class HeadLoss(torch.autograd.Function):
+        """Σ cross-entropy(h @ weight.T + bias, targets), the gradients worked out chunk by chunk here."""
+
+        @staticmethod
+        def forward(ctx, h, weight, bias, targets, chunk: int):
+            want_h, want_w, want_b = ctx.needs_input_grad[:3]
+            total = torch.zeros((), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(h) if want_h else None
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if want_w else None
+            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=h.device) if want_b else None
+            for start in range(0, targets.numel(), chunk):
+                hs, ys = h[start : start + chunk], targets[start : start + chunk]
+                logits = F.linear(hs, weight, bias).float()
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                total += (lse.squeeze(1) - logits.gather(1, ys[:, None]).squeeze(1)).sum()
+                g = logits.sub_(lse).exp_()  # softmax: d loss / d logits = softmax − one-hot
+                g[torch.arange(ys.numel(), device=g.device), ys] -= 1
+                g = g.to(weight.dtype)
+                if want_h:
+                    grad_h[start : start + chunk] = g @ weight
+                if want_w:
+                    grad_w.addmm_(g.t().float(), hs.float())
+                if want_b:
+                    grad_b += g.float().sum(0)
+            ctx.save_for_backward(grad_h, grad_w, grad_b)
+            ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+            return total
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad_h, grad_w, grad_b = ctx.saved_tensors
+            w_dtype, b_dtype = ctx.dtypes
+            return (
+                grad_h * grad.to(grad_h.dtype) if grad_h is not None else None,
+                (grad_w * grad).to(w_dtype) if grad_w is not None else None,
+                (grad_b * grad).to(b_dtype) if grad_b is not None else None,
+                None,
+                None,
+            )
+
+    return HeadLoss
+
+
 def answer_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK):
     """Mean cross-entropy over answer tokens (or their sum ÷ num_items_in_batch, as transformers does
     under gradient accumulation)."""
     import torch
     import torch.nn.functional as F
-    from torch.utils.checkpoint import checkpoint
 
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     body, head = causal.get_decoder(), causal.get_output_embeddings()
@@ -43,14 +95,11 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK
     targets = labels[:, 1:].to(hidden.device)
     keep = targets != IGNORE
     hidden, targets = hidden[keep], targets[keep]  # (N, H), (N,)
-
-    def chunk_loss(h, y):
-        return F.cross_entropy(head(h).float(), y, reduction="sum")
-
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, targets.numel(), chunk):
-        total = total + checkpoint(chunk_loss, hidden[start : start + chunk], targets[start : start + chunk],
-                                   use_reentrant=False)  # fmt: skip
+    if torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad):
+        total = _head_loss().apply(hidden, head.weight, head.bias, targets, chunk)
+    else:  # no gradients wanted (evaluation)
+        total = sum((F.cross_entropy(head(hidden[s : s + chunk]).float(), targets[s : s + chunk], reduction="sum")
+                     for s in range(0, targets.numel(), chunk)), hidden.new_zeros((), dtype=torch.float32))  # fmt: skip
     if num_items_in_batch is not None:
         return total / num_items_in_batch
     return total / max(targets.numel(), 1)
