@@ -99,7 +99,7 @@ def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     x = torch.randn(2, 50, 32, requires_grad=True)
     weight, a, b = torch.randn(24, 32), torch.randn(4, 32, requires_grad=True), torch.randn(24, 4, requires_grad=True)
     torch.manual_seed(1)
-    fused = fused_lora._Fn.get().apply(x, weight, None, a, b, 2.0, 0.3, True)
+    fused = fused_lora._function().apply(x, weight, None, a, b, 2.0, 0.3, True)
     (fused * torch.arange(24.0)).sum().backward()
     grads = [t.grad.clone() for t in (x, a, b)]
     for t in (x, a, b):

@@ -15,6 +15,8 @@ On CUDA the stock dropout is used (its Philox generator is fast and in parallel)
 
 from __future__ import annotations
 
+import functools
+
 LANES = 65_536  # 16-bit lanes: the drop probability's resolution
 
 
@@ -43,31 +45,25 @@ def keep(draws, x):
     return torch.ge(lanes, threshold - LANES // 2, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
 
 
-class _Drop:
+@functools.cache
+def _function():
     """The autograd function (built on first use: this module imports without torch)."""
+    import torch
 
-    fn = None
+    class FastDropout(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, p: float):
+            (words, threshold), scale = draw(x, p)
+            ctx.save_for_backward(words)
+            ctx.threshold, ctx.scale = threshold, scale
+            return x * keep((words, threshold), x).mul_(scale)
 
-    @classmethod
-    def get(cls):
-        if cls.fn is None:
-            import torch
+        @staticmethod
+        def backward(ctx, grad):
+            (words,) = ctx.saved_tensors
+            return grad * keep((words, ctx.threshold), grad).mul_(ctx.scale), None
 
-            class FastDropout(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, x, p: float):
-                    (words, threshold), scale = draw(x, p)
-                    ctx.save_for_backward(words)
-                    ctx.threshold, ctx.scale = threshold, scale
-                    return x * keep((words, threshold), x).mul_(scale)
-
-                @staticmethod
-                def backward(ctx, grad):
-                    (words,) = ctx.saved_tensors
-                    return grad * keep((words, ctx.threshold), grad).mul_(ctx.scale), None
-
-            cls.fn = FastDropout
-        return cls.fn
+    return FastDropout
 
 
 def fast_dropout(x, p: float, training: bool = True):
@@ -76,7 +72,7 @@ def fast_dropout(x, p: float, training: bool = True):
 
     if not training or p <= 0 or p >= 1 or x.is_cuda or not x.is_floating_point():
         return F.dropout(x, p, training)
-    return _Drop.get().apply(x, p)
+    return _function().apply(x, p)
 
 
 def install(model) -> int:

@@ -16,52 +16,49 @@ QLoRA, adapters disabled for evaluation, mixed adapter batches) runs PEFT's own 
 
 from __future__ import annotations
 
+import functools
 import types
 
 from training.engine.dropout import draw, keep
 
 
-class _Fn:
-    fn = None
+@functools.cache
+def _function():
+    """The autograd function (built on first use: this module imports without torch)."""
+    import torch
 
-    @classmethod
-    def get(cls):
-        if cls.fn is None:
-            import torch
+    class LoraLinear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, p: float, fast: bool):
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1])
+            out = torch.nn.functional.linear(x2, weight, bias)
+            (drawn, threshold), keep_scale = draw(x2, p, fast) if p > 0 else ((None, None), 1.0)
+            xd = x2 * keep((drawn, threshold), x2) if drawn is not None else x2  # dropped, not rescaled
+            scale = scaling * keep_scale  # both applied to the (N, r) hidden, not to (N, in) or (N, out)
+            hidden = (xd @ lora_a.t()).mul_(scale)
+            out.addmm_(hidden, lora_b.t())
+            ctx.save_for_backward(x2, drawn, hidden, weight, lora_a, lora_b)
+            ctx.scale, ctx.shape, ctx.threshold = scale, shape, threshold
+            return out.view(*shape[:-1], out.shape[-1])
 
-            class LoraLinear(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, p: float, fast: bool):
-                    shape = x.shape
-                    x2 = x.reshape(-1, shape[-1])
-                    out = torch.nn.functional.linear(x2, weight, bias)
-                    (drawn, threshold), keep_scale = draw(x2, p, fast) if p > 0 else ((None, None), 1.0)
-                    xd = x2 * keep((drawn, threshold), x2) if drawn is not None else x2  # dropped, not rescaled
-                    scale = scaling * keep_scale  # both applied to the (N, r) hidden, not to (N, in) or (N, out)
-                    hidden = (xd @ lora_a.t()).mul_(scale)
-                    out.addmm_(hidden, lora_b.t())
-                    ctx.save_for_backward(x2, drawn, hidden, weight, lora_a, lora_b)
-                    ctx.scaling, ctx.scale, ctx.shape, ctx.threshold = scaling, scale, shape, threshold
-                    return out.view(*shape[:-1], out.shape[-1])
+        @staticmethod
+        def backward(ctx, grad):
+            x2, drawn, hidden, weight, lora_a, lora_b = ctx.saved_tensors
+            g = grad.reshape(-1, grad.shape[-1])
+            grad_b = g.t() @ hidden  # (out, r)
+            grad_pre = (g @ lora_b).mul_(ctx.scale)  # (N, r): d loss / d (xd @ A.T)
+            kept = keep((drawn, ctx.threshold), x2) if drawn is not None else None
+            grad_a = grad_pre.t() @ (x2 * kept if kept is not None else x2)  # (r, in)
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_xd = grad_pre @ lora_a
+                if kept is not None:
+                    grad_xd = grad_xd.mul_(kept)
+                grad_x = grad_xd.addmm_(g, weight).view(ctx.shape)
+            return grad_x, None, None, grad_a, grad_b, None, None, None
 
-                @staticmethod
-                def backward(ctx, grad):
-                    x2, drawn, hidden, weight, lora_a, lora_b = ctx.saved_tensors
-                    g = grad.reshape(-1, grad.shape[-1])
-                    grad_b = g.t() @ hidden  # (out, r)
-                    grad_pre = (g @ lora_b).mul_(ctx.scale)  # (N, r): d loss / d (xd @ A.T)
-                    kept = keep((drawn, ctx.threshold), x2) if drawn is not None else None
-                    grad_a = grad_pre.t() @ (x2 * kept if kept is not None else x2)  # (r, in)
-                    grad_x = None
-                    if ctx.needs_input_grad[0]:
-                        grad_xd = grad_pre @ lora_a
-                        if kept is not None:
-                            grad_xd = grad_xd.mul_(kept)
-                        grad_x = grad_xd.addmm_(g, weight).view(ctx.shape)
-                    return grad_x, None, None, grad_a, grad_b, None, None, None
-
-            cls.fn = LoraLinear
-        return cls.fn
+    return LoraLinear
 
 
 def _fusable(layer) -> bool:
@@ -89,7 +86,7 @@ def _forward(self, x, *args, **kwargs):
     name = self.active_adapters[0]
     base, drop = self.get_base_layer(), self.lora_dropout[name]
     p = drop.p if self.training and isinstance(drop, torch.nn.Dropout) else 0.0
-    return _Fn.get().apply(x.to(base.weight.dtype), base.weight, base.bias, self.lora_A[name].weight,
+    return _function().apply(x.to(base.weight.dtype), base.weight, base.bias, self.lora_A[name].weight,
                            self.lora_B[name].weight, float(self.scaling[name]), p, self._fast_dropout)  # fmt: skip
 
 
