@@ -120,8 +120,9 @@ class FinetuneConfig:
         min=1, max=64, message="must be between 1 and 64",
     )  # fmt: skip
     answer_only_head: bool = knob(
-        True, "Answer-only output layer", "Compute the output layer and loss only on answer tokens, in chunks: "
-        "never the full tokens × vocabulary logits (less memory, more so with large vocabularies).",
+        True, "Answer-only output layer", "Compute the output layer and loss only on answer tokens, in chunks, "
+        "each chunk's gradient in the same pass: never the full tokens × vocabulary logits and no second pass "
+        "over them in backward (less memory and faster, more so with large vocabularies).",
         choices=((True, "on"), (False, "off: every position, as transformers does")),
     )  # fmt: skip
     batch_tokens: int = knob(

@@ -22,13 +22,16 @@ IGNORE = -100
 def supported(model) -> bool:
     """Models whose logits are exactly the output layer applied to the decoder's last hidden state, in one
     process: a model wrapped for several (DistributedDataParallel) must run its own forward for gradients
-    to be averaged, so multi-device runs use the standard loss for now."""
+    to be averaged, so multi-device runs use the standard loss for now. The output layer must be a plain
+    nn.Linear (not a quantised subclass: its weight and bias are what the loss multiplies by)."""
+    import torch
+
     if hasattr(model, "module"):
         return False
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = causal.config
     plain = not any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
-    return plain and hasattr(causal, "get_decoder") and causal.get_output_embeddings() is not None
+    return plain and hasattr(causal, "get_decoder") and type(causal.get_output_embeddings()) is torch.nn.Linear
 
 
 @functools.cache
