@@ -146,7 +146,8 @@ class FinetuneConfig:
     reuse_memory: bool = knob(
         True, "Reuse freed memory", "On CPU, keep memory freed by one step for the next step's tensors instead of "
         "handing it back to the system and taking fresh pages (glibc's malloc settings); given back when the run "
-        "ends. Large tensors then skip the kernel's page zeroing and faults. No effect on GPUs.",
+        "ends. Large tensors then skip the kernel's page zeroing and faults: measured 1.01-1.07x the speed for "
+        "up to ~100 MB more peak memory. No effect on GPUs.",
         choices=((True, "on"), (False, "off: glibc's defaults")),
     )  # fmt: skip
     compile: bool = knob(
