@@ -147,9 +147,13 @@ def test_qlora_nf4_with_bf16_trains_on_cuda(tiny_base, records, tmp_path):
     assert config["r"] == 16 and (result.adapter_dir / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.parametrize("accumulated, adapter", [(None, True), (37, True), (None, False)])
-def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny_base, records, accumulated, adapter):
-    """With an adapter (the output layer frozen) and without (every weight trained, the output layer too)."""
+@pytest.mark.parametrize("accumulated, adapter, wrapped", [(None, True, False), (37, True, False), (None, False, False),
+                                                         (None, True, True)])  # fmt: skip
+def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(
+    tiny_base, records, accumulated, adapter, wrapped, tmp_path
+):
+    """With an adapter (the output layer frozen) and without (every weight trained, the output layer too),
+    and wrapped in DistributedDataParallel as a run on several processes is (a group of one here)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -163,6 +167,9 @@ def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny
         model = get_peft_model(model, LoraConfig(
             r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
     assert model.get_output_embeddings().weight.requires_grad != adapter
+    if wrapped:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+        model = torch.nn.parallel.DistributedDataParallel(model)
     items = [{"input_ids": e.input_ids, "labels": e.labels}
              for e in (data_mod.encode(tok, "instruction", r, 128) for r in records[:6])]  # fmt: skip
     batch = data_mod.PaddingFreeCollator(160, tok.pad_token_id)(items)
@@ -174,9 +181,13 @@ def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(tiny
         loss.backward()
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
-    standard = loss_and_grads(lambda: model(**batch, num_items_in_batch=accumulated).loss)
-    ours = loss_and_grads(lambda: loss_mod.answer_loss(model, batch, accumulated, chunk=7))  # several chunks
-    assert abs(standard[0] - ours[0]) < 1e-5
+    try:
+        standard = loss_and_grads(lambda: model(**batch, num_items_in_batch=accumulated).loss)
+        ours = loss_and_grads(lambda: loss_mod.answer_loss(model, batch, accumulated, chunk=7))  # several chunks
+        with torch.no_grad():  # evaluation: the same value, no gradients worked out
+            evaluated = loss_mod.answer_loss(model, batch, accumulated, chunk=7).item()
+    finally:
+        if wrapped:
+            torch.distributed.destroy_process_group()
+    assert abs(standard[0] - ours[0]) < 1e-5 and abs(evaluated - standard[0]) < 1e-5
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(standard[1], ours[1], strict=True))
-    with torch.no_grad():  # evaluation: the same value, no gradients worked out
-        assert abs(loss_mod.answer_loss(model, batch, accumulated, chunk=7).item() - standard[0]) < 1e-5

@@ -2,8 +2,10 @@
 
 A causal LM's forward computes logits for every position, (tokens × vocabulary) floats, and the loss
 then ignores every position whose label is -100 (prompts, padding, boundaries); backward then runs the
-output layer's product again for every position. Here the decoder runs as usual, the hidden states of
-the positions whose next token is an answer token are gathered, and the output layer plus
+output layer's product again for every position. Here the model runs as wrapped (so several processes'
+gradients are averaged by DistributedDataParallel as usual) asked for the logits of no position
+(`logits_to_keep`), the decoder's output is kept, the hidden states of the positions whose next token
+is an answer token are gathered, and the output layer plus
 cross-entropy run on them in chunks of CHUNK rows, each chunk's gradient computed in the same pass
 (softmax − one-hot, times the output weight), as Liger-Kernel's fused linear cross-entropy does on GPUs:
 at most one chunk's logits exist at a time, none is recomputed, and backward only scales the gradients
@@ -19,19 +21,30 @@ CHUNK = 1024
 IGNORE = -100
 
 
+def _unwrapped(model):
+    """The causal LM inside DistributedDataParallel and PEFT wrappers."""
+    inner = model.module if hasattr(model, "module") else model
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
 def supported(model) -> bool:
-    """Models whose logits are exactly the output layer applied to the decoder's last hidden state, in one
-    process: a model wrapped for several (DistributedDataParallel) must run its own forward for gradients
-    to be averaged, so multi-device runs use the standard loss for now. The output layer must be a plain
-    nn.Linear (not a quantised subclass: its weight and bias are what the loss multiplies by)."""
+    """Models whose logits are exactly the output layer (a plain nn.Linear, not a quantised subclass)
+    applied to the decoder's last hidden state, and whose forward takes `logits_to_keep` (transformers'
+    causal LMs): the forward runs through the model as wrapped, so DistributedDataParallel averages the
+    gradients of several processes as usual, and computes no logits itself."""
+    import inspect
+
     import torch
 
-    if hasattr(model, "module"):
-        return False
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal = _unwrapped(model)
     config = causal.config
     plain = not any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
-    return plain and hasattr(causal, "get_decoder") and type(causal.get_output_embeddings()) is torch.nn.Linear
+    return (
+        plain
+        and hasattr(causal, "get_decoder")
+        and type(causal.get_output_embeddings()) is torch.nn.Linear
+        and "logits_to_keep" in inspect.signature(causal.forward).parameters
+    )
 
 
 @functools.cache
@@ -89,12 +102,18 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK
     import torch
     import torch.nn.functional as F
 
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal = _unwrapped(model)
     body, head = causal.get_decoder(), causal.get_output_embeddings()
     labels = inputs["labels"]
-    out = body(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-               position_ids=inputs.get("position_ids"), use_cache=False)  # fmt: skip
-    hidden = out.last_hidden_state[:, :-1]
+    seen = []
+    hook = body.register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
+    try:  # the whole model, as wrapped, asked for the logits of no position: the decoder's output is kept
+        model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+              position_ids=inputs.get("position_ids"), use_cache=False,
+              logits_to_keep=torch.empty(0, dtype=torch.long, device=inputs["input_ids"].device))  # fmt: skip
+    finally:
+        hook.remove()
+    hidden = seen[-1][:, :-1]
     targets = labels[:, 1:].to(hidden.device)
     keep = targets != IGNORE
     hidden, targets = hidden[keep], targets[keep]  # (N, H), (N,)
@@ -115,6 +134,12 @@ def trainer_class(base, enabled: bool):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not enabled or return_outputs or not supported(model):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return answer_loss(model, inputs, num_items_in_batch)
+            loss = answer_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss: the count is every process's tokens and DistributedDataParallel
+                # averages the gradients, so each process's sum is scaled back up by the number of processes
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1
+                               else self.args.n_gpu)  # fmt: skip
+            return loss
 
     return EngineTrainer
