@@ -1,15 +1,16 @@
 """The engine's speed switches do the stock computation: attention per example (varlen) gives the
 logits of each example run alone and falls back to masks for a model it cannot serve; fused LoRA layers
-give PEFT's values and gradients; fast dropout drops each element independently with the asked rate;
+give PEFT's values and gradients, and the fused MLP activation the stock ones; fast dropout drops each
+element independently with exactly the asked rate;
 reusing freed memory serves large tensors from the heap, not from pages of their own."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.engine import FinetuneConfig, attention, fused_lora, heap, run_finetune
+from training.engine import FinetuneConfig, attention, dropout, fused_lora, fused_mlp, heap, run_finetune
 from training.engine import data as data_mod
-from training.engine.dropout import draw, fast_dropout, keep
+from training.engine.dropout import draw, fast_dropout, zero
 from training.engine.train import _row_len, load_base
 
 
@@ -92,6 +93,42 @@ def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(peft_grads, fused_grads, strict=True))
 
 
+def test_the_fused_mlp_activation_gives_the_stock_values_and_gradients(tiny_base, records, monkeypatch):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.engine import loss as loss_mod
+
+    monkeypatch.setattr(fused_mlp, "PIECE_ELEMENTS", 1000)  # several pieces a tensor, the last one short
+    tok, model, _ = load_base(cfg(tiny_base))
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "gate_proj", "down_proj"],
+                                             init_lora_weights=False, lora_dropout=0.0))  # fmt: skip
+    batch = data_mod.PaddingFreeCollator(None, tok.pad_token_id)(items(tok, records, 6))
+    model.train()
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = loss_mod.answer_loss(model, batch)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    stock_loss, stock_grads = loss_and_grads()
+    assert fused_mlp.install(model) == model.config.num_hidden_layers and fused_mlp.install(model) == 0
+    fused_loss, fused_grads = loss_and_grads()
+    assert fused_loss == pytest.approx(stock_loss, abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(stock_grads, fused_grads, strict=True))
+    with torch.no_grad():  # evaluation: no autograd graph
+        assert loss_mod.answer_loss(model, batch).item() == pytest.approx(stock_loss, abs=1e-6)
+
+    gate = torch.randn(3, 7, 50, requires_grad=True)
+    up = torch.randn(3, 7, 50)  # only one side wants a gradient
+    fused_mlp.silu_gate(gate, up).sum().backward()
+    expected = torch.autograd.grad((torch.nn.functional.silu(gate) * up).sum(), gate)[0]
+    assert torch.allclose(gate.grad, expected, atol=1e-6) and up.grad is None
+    assert fused_mlp.install(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0  # no gated MLP: nothing swapped
+
+
 def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     import torch
 
@@ -105,8 +142,8 @@ def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     for t in (x, a, b):
         t.grad = None
     torch.manual_seed(1)  # the same draws: the same mask
-    draws, keep_scale = draw(x.reshape(-1, 32), 0.3)
-    kept = keep(draws, x.reshape(-1, 32))
+    dropped_at, keep_scale = draw(x.reshape(-1, 32), 0.3)
+    kept = zero(torch.ones(100, 32), dropped_at)
     assert set(kept.unique().tolist()) == {0.0, 1.0} and 0.5 < kept.mean().item() < 0.9
     dropped = x.reshape(-1, 32) * kept * keep_scale
     plain = (x.reshape(-1, 32) @ weight.t() + dropped @ a.t() @ b.t() * 2.0).view(2, 50, 24)
@@ -128,8 +165,28 @@ def test_fast_dropout_drops_each_element_with_the_asked_rate_and_keeps_the_mean(
     y.sum().backward()
     assert torch.equal(x.grad == 0, dropped)  # backward uses the forward's mask
     assert torch.equal(fast_dropout(x, 0.05, training=False), x)
-    stock = keep(draw(x, 0.05, fast=False)[0], x)  # torch's Bernoulli mask, as used on GPUs
-    assert stock.dtype == x.dtype and abs(1 - stock.mean().item() - 0.05) < 0.002
+    stock = zero(torch.ones(1000, 1000), draw(x, 0.05, fast=False)[0])  # torch's Bernoulli mask, as on GPUs
+    assert abs(1 - stock.mean().item() - 0.05) < 0.002
+
+
+@pytest.mark.parametrize("margin", [dropout.MARGIN_SIGMAS, -3])  # -3: too few draws at a time, drawn again
+def test_dropped_positions_are_independent_bernoulli_trials_at_the_exact_rate(monkeypatch, margin):
+    import torch
+
+    monkeypatch.setattr(dropout, "MARGIN_SIGMAS", margin)
+    torch.manual_seed(0)
+    n, p = 2_000_000, 0.1
+    at = dropout.positions(n, p)
+    assert at.dtype == torch.int64 and bool((at[1:] > at[:-1]).all()) and 0 <= int(at[0]) and int(at[-1]) < n
+    mask = torch.zeros(n)
+    mask[at] = 1
+    assert abs(mask.mean().item() - p) < 5 * (p * (1 - p) / n) ** 0.5  # within 5 sigma of p itself, not rounded
+    pairs = (mask[1:] * mask[:-1]).mean().item()  # neighbours dropped together: p² if independent
+    assert abs(pairs - p * p) < 5 * (p * p / n) ** 0.5
+    runs = torch.diff(at) - 1  # kept elements between two dropped ones: geometric, mean (1 - p) / p
+    assert abs(runs.double().mean().item() - (1 - p) / p) < 0.15
+    assert abs((runs == 0).double().mean().item() - p) < 0.005
+    assert dropout.positions(10, 0.5).numel() <= 10 and dropout.positions(1, 0.3).numel() <= 1
 
 
 @pytest.mark.skipif(heap._glibc() is None, reason="the C library is not glibc")
@@ -160,7 +217,7 @@ def test_a_run_with_every_switch_off_and_on_trains(tiny_base, records, tmp_path)
     losses = {}
     for on in (False, True):
         points = []
-        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on, "reuse_memory": on}
+        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on, "fused_mlp": on, "reuse_memory": on}
         result = run_finetune(cfg(tiny_base, **switches), records[:80], tmp_path / str(on), on_progress=points.append)
         assert result.status == "succeeded" and (result.adapter_dir / "adapter_model.safetensors").exists()
         losses[on] = [p["train_loss"] for p in points if p["train_loss"] is not None]

@@ -132,9 +132,10 @@ class FinetuneConfig:
         min=0, max=10_000_000, message="must be between 0 and 10,000,000",
     )  # fmt: skip
     fast_dropout: bool = knob(
-        True, "Fast LoRA dropout", "Draw LoRA dropout masks 16 bits at a time on CPU (a quarter of the random "
-        "draws): each element still dropped on its own, the probability rounded to 1/65,536. About a third of "
-        "a CPU step went to drawing masks; on GPUs the stock dropout is used either way.",
+        True, "Fast LoRA dropout", "On CPU, find the dropped inputs by geometric skips: one random number per "
+        "dropped element instead of one per element, each still dropped on its own with exactly the asked "
+        "probability, and zero them instead of multiplying by a mask. Drawing and applying masks had been a "
+        "third of a CPU step; on GPUs the stock dropout is used either way.",
         choices=((True, "on"), (False, "off: torch's dropout")),
     )  # fmt: skip
     fused_lora: bool = knob(
@@ -142,6 +143,13 @@ class FinetuneConfig:
         "product, the LoRA output added in place, and the dropped input recomputed in backward instead of "
         "kept (less memory). Same values and gradients as PEFT's; on CPU (GPUs use PEFT's layers for now).",
         choices=((True, "on"), (False, "off: PEFT's layers")),
+    )  # fmt: skip
+    fused_mlp: bool = knob(
+        True, "Fused MLP activation", "Compute the MLP's gate activation and its product with the up projection "
+        "in one pass over cache-sized pieces, forward and backward, keeping only their inputs: each large tensor "
+        "crosses main memory once instead of several times, and one fewer is kept. Same values and gradients; "
+        "on CPU, for SiLU-gated MLPs (Llama, Mistral, Qwen); others run as transformers does.",
+        choices=((True, "on"), (False, "off: as transformers does")),
     )  # fmt: skip
     reuse_memory: bool = knob(
         True, "Reuse freed memory", "On CPU, keep memory freed by one step for the next step's tensors instead of "

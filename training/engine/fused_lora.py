@@ -5,7 +5,8 @@ the dropped copy of x kept for backward (the size of the layer's input, for each
 a layer), and the scaling applied to the full (tokens × out) product. Here the same function is one
 node: the scaling is applied to the rank-r hidden (tokens × r, r ≪ out), the LoRA product is added into
 the base output in place (addmm), and backward keeps only x (which the base product needs anyway), the
-dropout draws (two bytes per element) and the (tokens × r) hidden; the dropped x is recomputed from them.
+dropped positions (dropout.py: 8p bytes an element) and the (tokens × r) hidden; the dropped x is rebuilt
+from them.
 Gradients flow to x, lora_A and lora_B; the frozen base weight gets none. The values and gradients are
 PEFT's (test).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 import types
 
-from training.engine.dropout import draw, keep
+from training.engine.dropout import draw, dropped_copy, zero
 
 
 @functools.cache
@@ -33,28 +34,27 @@ def _function():
             shape = x.shape
             x2 = x.reshape(-1, shape[-1])
             out = torch.nn.functional.linear(x2, weight, bias)
-            (drawn, threshold), keep_scale = draw(x2, p, fast) if p > 0 else ((None, None), 1.0)
-            xd = x2 * keep((drawn, threshold), x2) if drawn is not None else x2  # dropped, not rescaled
+            dropped, keep_scale = draw(x2, p, fast) if p > 0 else (None, 1.0)
+            xd = dropped_copy(x2, dropped) if dropped is not None else x2  # dropped, not rescaled
             scale = scaling * keep_scale  # both applied to the (N, r) hidden, not to (N, in) or (N, out)
             hidden = (xd @ lora_a.t()).mul_(scale)
             out.addmm_(hidden, lora_b.t())
-            ctx.save_for_backward(x2, drawn, hidden, weight, lora_a, lora_b)
-            ctx.scale, ctx.shape, ctx.threshold = scale, shape, threshold
+            ctx.save_for_backward(x2, dropped, hidden, weight, lora_a, lora_b)
+            ctx.scale, ctx.shape = scale, shape
             return out.view(*shape[:-1], out.shape[-1])
 
         @staticmethod
         def backward(ctx, grad):
-            x2, drawn, hidden, weight, lora_a, lora_b = ctx.saved_tensors
+            x2, dropped, hidden, weight, lora_a, lora_b = ctx.saved_tensors
             g = grad.reshape(-1, grad.shape[-1])
             grad_b = g.t() @ hidden  # (out, r)
             grad_pre = (g @ lora_b).mul_(ctx.scale)  # (N, r): d loss / d (xd @ A.T)
-            kept = keep((drawn, ctx.threshold), x2) if drawn is not None else None
-            grad_a = grad_pre.t() @ (x2 * kept if kept is not None else x2)  # (r, in)
+            grad_a = grad_pre.t() @ (dropped_copy(x2, dropped) if dropped is not None else x2)  # (r, in)
             grad_x = None
             if ctx.needs_input_grad[0]:
                 grad_xd = grad_pre @ lora_a
-                if kept is not None:
-                    grad_xd = grad_xd.mul_(kept)
+                if dropped is not None:
+                    zero(grad_xd, dropped)
                 grad_x = grad_xd.addmm_(g, weight).view(ctx.shape)
             return grad_x, None, None, grad_a, grad_b, None, None, None
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.engine import attention, batching, compiling, dropout, fused_lora, heap
+from training.engine import attention, batching, compiling, dropout, fused_lora, fused_mlp, heap
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine.config import FinetuneConfig
@@ -152,6 +152,8 @@ def run_finetune(
         fused_lora.install(model, cfg.fast_dropout)
     if cfg.fast_dropout:
         dropout.install(model)  # the layers the fused path leaves to PEFT
+    if cfg.fused_mlp:
+        fused_mlp.install(model)
     if cfg.compile:
         compiling.compile_layers(model, say)
     collator = _TokenCounter(
