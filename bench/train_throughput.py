@@ -75,6 +75,7 @@ SWITCHES = {  # the engine's speed switches, each turned off alone at each shape
     "attention per example (varlen)": {"varlen": False},
     "fused LoRA layers": {"fused_lora": False},
     "fast LoRA dropout": {"fast_dropout": False, "fused_lora": False},
+    "fused MLP activation": {"fused_mlp": False},
     "reuse freed memory": {"reuse_memory": False},
 }
 SIDES = ("padded", "trl", "engine")

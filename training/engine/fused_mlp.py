@@ -1,16 +1,15 @@
-"""The gated MLP's activation as one autograd function, in cache-sized pieces (FinetuneConfig.fused_mlp).
+"""The gated MLP's activation as one autograd function, in pieces (FinetuneConfig.fused_mlp).
 
-Llama-style MLPs compute `down(silu(gate(x)) * up(x))`. In eager PyTorch that is two passes over the
+Llama-style MLPs compute `down(silu(gate(x)) * up(x))`. Eager PyTorch runs that as two passes over the
 (tokens × intermediate) tensors forward (silu, then the product) and three backward (two products and
-silu's gradient), each reading and writing whole tensors of, at 4,096 tokens and intermediate 1,024,
-16 MB: more than the caches hold, so every pass goes to main memory, which on the benchmark's CPU moves
-~6 GB/s for such cold tensors (bench/train_throughput.py: these passes were a quarter of a LoRA step at
-8 x 512 tokens). Autograd also keeps silu's output for backward, a third tensor of that size.
+silu's gradient), each one a whole tensor (16 MB at 4,096 tokens and intermediate 1,024), and autograd
+keeps silu's output for backward: a third tensor of that size per layer, besides gate and up.
 
-Here forward and backward walk the rows in pieces of ~128k elements (512 KB in fp32), all the
-elementwise work on a piece done while it is in cache: each input is read from memory once and each
-output written once, and backward keeps only `gate` and `up` (silu is recomputed from gate, in cache).
-Same values and gradients as the stock module (test).
+Here forward and backward walk the rows in pieces of ~512k elements, all the elementwise work on a piece
+done before the next: backward keeps only `gate` and `up` (silu is recomputed from gate, piece by piece),
+and no temporary is larger than a piece. Same values and gradients as the stock module (test). Measured
+on the benchmark's CPU (bench/train_throughput.py, and in-process A/B runs at 8 x 512): one such tensor
+less per layer of peak memory, speed within the noise (smaller pieces, 32k elements, were slower).
 
 Used on CPU, outside torch.compile (which fuses these itself), for modules with gate_proj, up_proj,
 down_proj and a SiLU act_fn; anything else runs its own forward.
@@ -21,7 +20,7 @@ from __future__ import annotations
 import functools
 import types
 
-PIECE_ELEMENTS = 128 * 1024  # elements of one tensor per piece: several pieces fit a core's L2 cache
+PIECE_ELEMENTS = 512 * 1024  # elements of one tensor per piece (2 MB in fp32): the largest temporary
 
 
 def _pieces(rows: int, width: int):
