@@ -187,6 +187,7 @@ def test_dropped_positions_are_independent_bernoulli_trials_at_the_exact_rate(mo
     assert abs(runs.double().mean().item() - (1 - p) / p) < 0.15
     assert abs((runs == 0).double().mean().item() - p) < 0.005
     assert dropout.positions(10, 0.5).numel() <= 10 and dropout.positions(1, 0.3).numel() <= 1
+    assert dropout.positions(0, 0.3).numel() == 0
 
 
 @pytest.mark.skipif(heap._glibc() is None, reason="the C library is not glibc")
