@@ -67,7 +67,9 @@ def test_a_model_whose_attention_ignores_positions_goes_back_to_masks(tiny_base,
         attention.register()
 
 
-def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
+def adapted(tiny_base, records, targets):
+    """A tiny PEFT model (LoRA on `targets`, no dropout) in training mode, a packed batch, and a function
+    giving its loss and the adapter's gradients on that batch."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -75,8 +77,8 @@ def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
 
     tok, model, _ = load_base(cfg(tiny_base))
     torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"],
-                                             init_lora_weights=False, lora_dropout=0.0))  # fmt: skip
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=targets, init_lora_weights=False,
+                                             lora_dropout=0.0))  # fmt: skip
     batch = data_mod.PaddingFreeCollator(None, tok.pad_token_id)(items(tok, records, 6))
     model.train()
 
@@ -86,6 +88,13 @@ def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
         loss.backward()
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
+    return model, batch, loss_and_grads
+
+
+def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
+    import torch
+
+    model, _, loss_and_grads = adapted(tiny_base, records, ["q_proj", "v_proj", "gate_proj", "down_proj"])
     peft_loss, peft_grads = loss_and_grads()
     assert fused_lora.install(model) == 4 * model.config.num_hidden_layers  # every adapted projection
     fused_loss, fused_grads = loss_and_grads()
@@ -95,24 +104,11 @@ def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
 
 def test_the_fused_mlp_activation_gives_the_stock_values_and_gradients(tiny_base, records, monkeypatch):
     import torch
-    from peft import LoraConfig, get_peft_model
 
     from training.engine import loss as loss_mod
 
     monkeypatch.setattr(fused_mlp, "PIECE_ELEMENTS", 1000)  # several pieces a tensor, the last one short
-    tok, model, _ = load_base(cfg(tiny_base))
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "gate_proj", "down_proj"],
-                                             init_lora_weights=False, lora_dropout=0.0))  # fmt: skip
-    batch = data_mod.PaddingFreeCollator(None, tok.pad_token_id)(items(tok, records, 6))
-    model.train()
-
-    def loss_and_grads():
-        model.zero_grad()
-        loss = loss_mod.answer_loss(model, batch)
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
+    model, batch, loss_and_grads = adapted(tiny_base, records, ["q_proj", "gate_proj", "down_proj"])
     stock_loss, stock_grads = loss_and_grads()
     assert fused_mlp.install(model) == model.config.num_hidden_layers and fused_mlp.install(model) == 0
     fused_loss, fused_grads = loss_and_grads()
