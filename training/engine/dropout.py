@@ -52,8 +52,10 @@ def draw(x, p: float, fast: bool = True):
     import torch
 
     if fast and not x.is_cuda:
-        return positions(x.numel(), p, x.device), 1.0 / (1.0 - p)
-    return torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(p), 1.0 / (1.0 - p)
+        dropped = positions(x.numel(), p, x.device)
+    else:
+        dropped = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(p)
+    return dropped, 1.0 / (1.0 - p)
 
 
 def zero(t, dropped):

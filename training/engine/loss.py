@@ -132,7 +132,10 @@ def trainer_class(base, enabled: bool):
 
     class EngineTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not enabled or return_outputs or not supported(model):
+            known = self.__dict__.setdefault("_supported", {})  # per model object: checked once, not every step
+            if model not in known:
+                known[model] = supported(model)
+            if not enabled or return_outputs or not known[model]:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = answer_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
