@@ -15,8 +15,9 @@ from training.engine.train import _row_len, load_base
 
 
 def cfg(base: str, **kw) -> FinetuneConfig:
+    """fp32 unless asked (values compared to 1e-6 here; "auto" is bf16 on a CPU with native bf16)."""
     values = {"base_model": base, "schema": "instruction", "batch_size": 8, "max_seq_len": 128, "save_steps": 0,
-              "logging_steps": 1, "eval_fraction": 0, "max_steps": 4}  # fmt: skip
+              "logging_steps": 1, "eval_fraction": 0, "max_steps": 4, "precision": "fp32"}  # fmt: skip
     return FinetuneConfig.from_dict({**values, **kw})
 
 
@@ -67,15 +68,18 @@ def test_a_model_whose_attention_ignores_positions_goes_back_to_masks(tiny_base,
         attention.register()
 
 
-def adapted(tiny_base, records, targets):
+def adapted(tiny_base, records, targets, precision="fp32"):
     """A tiny PEFT model (LoRA on `targets`, no dropout) in training mode, a packed batch, and a function
-    giving its loss and the adapter's gradients on that batch."""
+    giving its loss and the adapter's gradients on that batch (under bf16 autocast for "bf16", as the
+    Trainer runs it: the base in bf16, the adapter in fp32)."""
+    import contextlib
+
     import torch
     from peft import LoraConfig, get_peft_model
 
     from training.engine import loss as loss_mod
 
-    tok, model, _ = load_base(cfg(tiny_base))
+    tok, model, _ = load_base(cfg(tiny_base, precision=precision))
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=4, target_modules=targets, init_lora_weights=False,
                                              lora_dropout=0.0))  # fmt: skip
@@ -84,7 +88,9 @@ def adapted(tiny_base, records, targets):
 
     def loss_and_grads():
         model.zero_grad()
-        loss = loss_mod.answer_loss(model, batch)
+        bf16 = precision == "bf16"
+        with torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = loss_mod.answer_loss(model, batch)
         loss.backward()
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
@@ -100,6 +106,28 @@ def test_fused_lora_layers_give_peft_values_and_gradients(tiny_base, records):
     fused_loss, fused_grads = loss_and_grads()
     assert fused_loss == pytest.approx(peft_loss, abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(peft_grads, fused_grads, strict=True))
+
+
+def test_fused_lora_layers_in_bf16_mixed_precision_match_peft_under_autocast(tiny_base, records):
+    """The base in bf16, the adapter in fp32 (PEFT keeps it so), the Trainer's bf16 autocast: the fused
+    layers do the products in bf16 as autocast does, so values agree to bf16's rounding, and the
+    adapter's gradients come back in fp32."""
+    import torch
+
+    model, _, loss_and_grads = adapted(tiny_base, records, ["q_proj", "v_proj", "gate_proj", "down_proj"], "bf16")
+    assert model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
+    adapter = [p for p in model.parameters() if p.requires_grad]
+    assert adapter and all(p.dtype == torch.float32 for p in adapter)
+    peft_loss, peft_grads = loss_and_grads()
+    assert fused_lora.install(model) == 4 * model.config.num_hidden_layers
+    fused_loss, fused_grads = loss_and_grads()
+    assert fused_loss == pytest.approx(peft_loss, rel=1e-2)
+    for a, b in zip(peft_grads, fused_grads, strict=True):  # seen: 1-3% apart (bf16 rounding, summed)
+        assert b.dtype == torch.float32 and (a - b).norm() <= 0.06 * a.norm()
+    with torch.autocast("cpu", torch.float16):  # autocast to another type than the base's: PEFT's own path
+        x = torch.randn(2, 5, model.config.hidden_size, dtype=torch.bfloat16)
+        layer = model.get_base_model().model.layers[0].self_attn.q_proj
+        assert torch.allclose(layer(x).float(), layer._peft_forward(x).float())
 
 
 def test_the_fused_mlp_activation_gives_the_stock_values_and_gradients(tiny_base, records, monkeypatch):

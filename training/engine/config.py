@@ -174,7 +174,9 @@ class FinetuneConfig:
         min=0.0, max=0.5, message="must be between 0 and 0.5",
     )  # fmt: skip
     precision: str = knob(
-        "auto", "Precision", "Number format for training: auto picks bf16 on capable GPUs, else fp32.",
+        "auto", "Precision",
+        "Number format for training: auto picks bf16 where the hardware multiplies it natively (recent GPUs; "
+        "CPUs with AVX512-BF16 or AMX, where it trained ~2x as fast as fp32 with the same loss), else fp32.",
         choices=(("auto", "auto"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")),
     )  # fmt: skip
     gradient_checkpointing: bool = knob(

@@ -21,6 +21,7 @@ from pathlib import Path
 from training.engine import attention, batching, compiling, dropout, fused_lora, fused_mlp, heap
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
+from training.engine import precision as precisions
 from training.engine.config import FinetuneConfig
 
 COMPLETE = "COMPLETE"  # marker file inside a fully written checkpoint
@@ -55,12 +56,6 @@ def _last_complete_checkpoint(folder: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _precision(cfg: FinetuneConfig, torch) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-
-
 def load_base(cfg: FinetuneConfig):
     """Tokenizer and model from a hub id or a local folder, through from_pretrained."""
     import torch
@@ -74,7 +69,7 @@ def load_base(cfg: FinetuneConfig):
         raise EngineError(f"Could not load the tokenizer of {cfg.base_model!r}: {exc}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    precision = _precision(cfg, torch)
+    precision = precisions.resolve(cfg.precision, torch)
     kwargs: dict = {"dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
