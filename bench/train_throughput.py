@@ -5,8 +5,10 @@ Model: random-init Llama, 4 layers, hidden 256, LoRA r=16 on all projections (an
 from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (bench/parts/training.py, each
 in its own process so its peak memory is its own): HF Trainer + PEFT with padded batches (what a user
 would write), TRL's SFTTrainer with padding_free=True (the stock HF way, which LLaMA-Factory builds on),
-and run_finetune. Shapes: batch 8 of the skewed set, ~4k tokens per step, 8 x 512-token examples.
-At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
+each in fp32 and in bf16 (the model loaded in bf16, Trainer bf16=True: the best stock setting is the
+fastest of the four), and run_finetune with its defaults (precision auto: bf16 on a CPU with native bf16
+products, and an ablation line for fp32). Shapes: batch 8 of the skewed set, ~4k tokens per step,
+8 x 512-token examples. At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
 first quarter of the steps, the seconds compiling adds, and whether it pays over the run (a goal line
 checks the knob's default agrees). Then batches sized by tokens (`batch_tokens`) against the same tokens
 per step counted in examples, with the spread of step times.
@@ -77,9 +79,17 @@ SWITCHES = {  # the engine's speed switches, each turned off alone at each shape
     "fast LoRA dropout": {"fast_dropout": False, "fused_lora": False},
     "fused MLP activation": {"fused_mlp": False},
     "reuse freed memory": {"reuse_memory": False},
+    "bf16 where native (precision auto)": {"precision": "fp32"},
 }
-SIDES = ("padded", "trl", "engine")
-LABELS = {"padded": "HF Trainer + PEFT, padded", "trl": "TRL SFTTrainer, padding_free", "engine": "ModelFactory engine"}
+SIDES = ("padded", "trl", "padded_bf16", "trl_bf16", "engine")
+STOCK = SIDES[:-1]
+LABELS = {
+    "padded": "HF Trainer + PEFT, padded",
+    "trl": "TRL SFTTrainer, padding_free",
+    "padded_bf16": "HF padded, bf16",
+    "trl_bf16": "TRL padding_free, bf16",
+    "engine": "ModelFactory engine",
+}
 
 
 def child(side: str, model: str, shape: str, engine: dict) -> dict:
@@ -215,16 +225,18 @@ def report_shape(shape: str, r: dict) -> list[str]:
         x = r[side]
         print(f"  {LABELS[side]:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB"
               f"  loss {x['loss']:.3f}")  # fmt: skip
-    fastest = max(("padded", "trl"), key=lambda side: r[side]["tokens_per_second"])
+    fastest = max(STOCK, key=lambda side: r[side]["tokens_per_second"])
     best = r[fastest]["tokens_per_second"]
-    lowest = min(r["padded"]["peak_rss_mb"], r["trl"]["peak_rss_mb"])
-    vs_best, vs_padded = (
-        r["engine"]["tokens_per_second"] / best,
-        r["engine"]["tokens_per_second"] / r["padded"]["tokens_per_second"],
-    )
-    print(f"  engine / best stock {vs_best:.2f}x, engine / padded {vs_padded:.2f}x")
-    return [f"goal: engine >= 1.3x the best stock HF setting ({shape}): {vs_best:.2f}x, {'met' if vs_best >= 1.3 else 'NOT met'}",
-            f"goal: engine >= 2.5x padded ({shape}): {vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
+    lowest = min(r[side]["peak_rss_mb"] for side in STOCK)
+    engine = r["engine"]["tokens_per_second"]
+    vs_best, vs_padded, vs_padded_bf16 = (engine / best, engine / r["padded"]["tokens_per_second"],
+                                          engine / r["padded_bf16"]["tokens_per_second"])  # fmt: skip
+    print(f"  engine / best stock ({LABELS[fastest]}) {vs_best:.2f}x, engine / padded {vs_padded:.2f}x "
+          f"(fp32, the baseline), engine / padded in bf16 {vs_padded_bf16:.2f}x")  # fmt: skip
+    return [f"goal: engine >= 1.3x the best stock HF setting, fp32 or bf16 ({shape}): {vs_best:.2f}x, "
+            f"{'met' if vs_best >= 1.3 else 'NOT met'}",
+            f"goal: engine >= 2.5x padded (fp32, the bench's baseline; {vs_padded_bf16:.2f}x padded in bf16) ({shape}): "
+            f"{vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
             f"goal: engine peak memory <= the best stock setting's ({shape}; best = fastest, {LABELS[fastest]}): "
             f"{r['engine']['peak_rss_mb']:.0f} vs {r[fastest]['peak_rss_mb']:.0f} MB, "
             f"{'met' if r['engine']['peak_rss_mb'] <= r[fastest]['peak_rss_mb'] else 'NOT met'}",
@@ -295,7 +307,15 @@ def main() -> None:
     build_model(work / "base", dataset() + long_dataset())
     build_model(work / "base32k", dataset() + long_dataset(), vocab=32768)
     goals, compiled, by_examples = [], {}, {}
+    import torch
+
+    from training.engine import precision
+
     print("model: random Llama, 4 layers x hidden 256, vocab 2,048; LoRA r=16 on all projections; answer-only loss;")
+    print(
+        f"the engine trains in {precision.resolve('auto', torch)} here (precision auto); the stock sides in fp32 "
+        "and in bf16 (model loaded in bf16, Trainer bf16=True);"
+    )
     print("tokens/s count non-pad tokens over the training loop; peak = the process's peak RSS;")
     print(f"each figure is the median of {REPEATS} runs, the sides alternated")
     for shape in SHAPES:

@@ -1,7 +1,9 @@
 """One side of bench/train_throughput.py, run in a process of its own (so its peak memory is its own):
 the engine, HF Trainer + PEFT with padded batches (what a user would write), or TRL's SFTTrainer with
-padding_free=True (the stock HF way, which LLaMA-Factory builds on). Same model, adapter (LoRA r=16,
-alpha 32, dropout 0.05, all projections), data, chat template, answer-only loss and steps."""
+padding_free=True (the stock HF way, which LLaMA-Factory builds on), each in fp32 or in bf16 (the model
+loaded in bf16 and the Trainer's bf16=True, as a user writes it and as LLaMA-Factory does). Same model,
+adapter (LoRA r=16, alpha 32, dropout 0.05, all projections), data, chat template, answer-only loss and
+steps."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def run_side(side: str, folder: str, rows: list[dict], steps: int, batch: int, m
         extra = _steady(points)
         tps, loss = points[-1][1]["tokens_per_second"], points[-1][1]["train_loss"]
     else:
-        tps, loss = (_padded if side == "padded" else _trl)(folder, rows, steps, batch, max_len)
+        stock, _, precision = side.partition("_")
+        tps, loss = (_padded if stock == "padded" else _trl)(folder, rows, steps, batch, max_len, precision == "bf16")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"tokens_per_second": tps, "wall": time.perf_counter() - start, "peak_rss_mb": peak, "loss": loss,
             **(extra if side == "engine" else {})}  # fmt: skip
@@ -65,14 +68,22 @@ def _counting(collator, counted: dict):
     return collate
 
 
-def _padded(folder, rows, steps, batch, max_len):
+def _load(folder, bf16: bool):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", dtype=dtype))
+
+
+def _padded(folder, rows, steps, batch, max_len, bf16):
+    import torch
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from training.engine import data as data_mod
 
     tok = AutoTokenizer.from_pretrained(folder)
-    model = _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa"))
+    model = _load(folder, bf16)
     feats = []
     for r in rows:
         e = data_mod.encode(tok, "instruction", r, max_len)  # the engine's template and answer-only labels
@@ -81,7 +92,7 @@ def _padded(folder, rows, steps, batch, max_len):
     counted = {"tokens": 0}
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
                              learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
-                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning")  # fmt: skip
+                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning", bf16=bf16)  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=feats,
                       data_collator=_counting(DataCollatorForSeq2Seq(tok, padding=True), counted))  # fmt: skip
     start = time.perf_counter()
@@ -89,16 +100,16 @@ def _padded(folder, rows, steps, batch, max_len):
     return counted["tokens"] / (time.perf_counter() - start), out.training_loss
 
 
-def _trl(folder, rows, steps, batch, max_len):
+def _trl(folder, rows, steps, batch, max_len, bf16):
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from training.engine import data as data_mod
 
     tok = AutoTokenizer.from_pretrained(folder)
-    model = _lora(AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa"))
+    model = _load(folder, bf16)
     # Tokenised and cut at max_len as for the other sides (TRL's padding_free without packing takes inputs
     # already truncated), the answer marked by completion_mask.
     examples = [e for e in (data_mod.encode(tok, "instruction", r, max_len) for r in rows) if e is not None]
@@ -107,7 +118,7 @@ def _trl(folder, rows, steps, batch, max_len):
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
                      learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
                      use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning",
-                     padding_free=True, max_length=None, completion_only_loss=True)  # fmt: skip
+                     padding_free=True, max_length=None, completion_only_loss=True, bf16=bf16)  # fmt: skip
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
     counted = {"tokens": 0}
     trainer.data_collator = _counting(trainer.data_collator, counted)
