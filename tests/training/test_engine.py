@@ -191,3 +191,31 @@ def test_the_answer_only_output_layer_gives_the_standard_loss_and_gradients(
             torch.distributed.destroy_process_group()
     assert abs(standard[0] - ours[0]) < 1e-5 and abs(evaluated - standard[0]) < 1e-5
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(standard[1], ours[1], strict=True))
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
+                                                        (False, False, "fp32")])  # fmt: skip
+def test_precision_auto_trains_in_bf16_where_the_cpu_multiplies_it_natively(
+    tiny_base, records, tmp_path, monkeypatch, avx512_bf16, amx, expected
+):
+    """On a CPU worker "auto" is bf16 with AVX512-BF16 or AMX (measured ~2x fp32 there), else fp32; the
+    job's log says which, the base is loaded in it, and the saved adapter is fp32 whatever the format."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training.engine import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert precision.resolve("auto", torch) == expected
+    assert precision.resolve("fp32", torch) == "fp32" and precision.resolve("bf16", torch) == "bf16"
+    _, model, chosen = load_base(cfg(tiny_base))
+    assert chosen == expected and model.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[expected]
+    lines = []
+    result = run_finetune(
+        cfg(tiny_base, max_steps=2, eval_fraction=0), records[:20], tmp_path, on_log_line=lines.append
+    )
+    assert f"number format: {expected} (auto, for this device)" in lines and result.status == "succeeded"
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.float32 for w in weights.values())
