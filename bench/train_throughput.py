@@ -17,7 +17,7 @@ Then the live-loss lag: time from the engine's progress callback (which stores
 the point and publishes it) to its arrival at a websocket client of a real
 daphne server, p50 and p95 over 200 points.
 
-Usage: .venv/bin/python bench/train_throughput.py [--no-lag]
+Usage: .venv/bin/python bench/train_throughput.py [--no-lag] [--no-switches]
 """
 
 from __future__ import annotations
@@ -299,6 +299,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=list(SHAPES))
     parser.add_argument("--engine", default="{}")
     parser.add_argument("--no-lag", action="store_true")
+    parser.add_argument("--no-switches", action="store_true", help="skip the switch ablation (~half the run)")
     args = parser.parse_args()
     if args.side:  # child process: one side, JSON out
         print(json.dumps(child(args.side, args.model, args.shape, json.loads(args.engine))))
@@ -323,7 +324,8 @@ def main() -> None:
         goals += report_shape(shape, r)
         compiled[shape] = (r["engine"], spawn("engine", work / "base", shape, {"compile": True}))
         by_examples[shape] = r["engine"]
-    report_switches(work)
+    if not args.no_switches:
+        report_switches(work)
     goals += report_compile(compiled)
     report_token_batches(work, by_examples)
     report_vocab(work)

@@ -283,3 +283,53 @@ def test_fused_layers_with_dropout_give_the_same_gradients_under_activation_chec
     checkpointed = grads()
     assert len(draws) == 2 * drawn  # each layer's forward ran again in backward
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, checkpointed, strict=True))
+
+
+def test_bf16_work_on_cpu_comes_in_few_shapes_with_the_same_values(tiny_base, records, monkeypatch):
+    """oneDNN (bf16 on CPU) builds and keeps kernels for every new shape, so there the batch's width is
+    rounded up (a pad segment of its own, not counted), the output layer's chunks come from a small set of
+    sizes, and each example's attention is padded to a multiple of attention.ROUND; none of it changes a
+    value or a gradient of the real tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    from training.engine import loss as loss_mod
+    from training.engine import precision
+
+    assert precision.row_multiple("bf16", "cpu") == 128
+    assert precision.row_multiple("fp32", "cpu") == precision.row_multiple("bf16", "cuda") == 1
+    tok, model, _ = load_base(cfg(tiny_base))
+    batch = items(tok, records)
+    real = sum(len(item["input_ids"]) for item in batch)
+    collator = data_mod.PaddingFreeCollator(None, tok.pad_token_id, multiple=128)
+    rounded, plain = collator(batch), data_mod.PaddingFreeCollator(None, tok.pad_token_id)(batch)
+    width = rounded["input_ids"].shape[1]
+    assert width % 128 == 0 and 0 <= width - real < 128 and collator.tokens == real
+    assert (rounded["labels"][0, real:] == -100).all() and (rounded["position_ids"][0, real : real + 1] == 0).all()
+    model.eval()
+    with torch.no_grad():  # the pad segment is an example of its own: the real tokens' logits are unchanged
+        alone = model(input_ids=plain["input_ids"], position_ids=plain["position_ids"]).logits[0]
+        padded = model(input_ids=rounded["input_ids"], position_ids=rounded["position_ids"]).logits[0, :real]
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+    for n in (0, 1, 63, 64, 65, 1023, 1024, 1100, 2048, 3000):
+        sizes = [b - a for a, b in loss_mod.spans(n, 1024)]
+        assert sum(sizes) == n and len(sizes) <= n // 1024 + 2
+        assert all(s == 1024 or s % loss_mod.ALIGN == 0 or s < loss_mod.ALIGN for s in sizes)
+
+    lengths, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        F, "scaled_dot_product_attention", lambda q, *a, **k: lengths.append(q.shape[2]) or sdpa(q, *a, **k)
+    )
+    for dtype, expected in ((torch.bfloat16, 64), (torch.float32, 45)):
+        torch.manual_seed(0)
+        q, k, v = (torch.randn(1, 4, 45, 16, dtype=dtype, requires_grad=True) for _ in range(3))
+        weights = torch.randn(1, 4, 45, 16)
+        ours = attention._causal(q, k, v, 0.0, None, False)
+        grads = torch.autograd.grad((ours.float() * weights).sum(), (q, k, v))
+        stock = sdpa(q, k, v, is_causal=True)
+        stock_grads = torch.autograd.grad((stock.float() * weights).sum(), (q, k, v))
+        assert lengths[-1] == expected and ours.shape == stock.shape
+        tol = 2e-2 if dtype == torch.bfloat16 else 1e-6
+        assert torch.allclose(ours.float(), stock.float(), atol=tol)
+        assert all(torch.allclose(a.float(), b.float(), atol=tol * 5) for a, b in zip(grads, stock_grads, strict=True))

@@ -106,10 +106,15 @@ class PaddingFreeCollator:
     across a boundary. Shorter rows end in a pad segment of its own (positions from 0, labels -100).
     Attention costs the sum of rows × row_len², linear in the batch's tokens, where one row of everything
     (row_len=None) costs the square of the batch's total. # (rows, ≤ row_len)
+
+    `multiple` rounds the batch's width up to a multiple of it (the pad segment grows, its tokens not
+    counted): on CPU in bf16, oneDNN builds and keeps matrix kernels for each new number of rows, so a
+    width that changes with every batch costs a build each time and memory that is never given back
+    (precision.row_multiple).
     """
 
-    def __init__(self, row_len: int | None = None, pad_id: int = 0):
-        self.row_len, self.pad_id = row_len, pad_id
+    def __init__(self, row_len: int | None = None, pad_id: int = 0, multiple: int = 1):
+        self.row_len, self.pad_id, self.multiple = row_len, pad_id, multiple
         self.tokens = 0  # real tokens of the last batch
 
     def rows(self, batch: list[dict]) -> list[list[dict]]:
@@ -139,7 +144,7 @@ class PaddingFreeCollator:
                 labels += [IGNORE, *item["labels"][1:]]
                 positions += list(range(len(item["input_ids"])))
             packed.append((ids, labels, positions))
-        width = max(len(ids) for ids, _, _ in packed)
+        width = -(-max(len(ids) for ids, _, _ in packed) // self.multiple) * self.multiple
         self.tokens = sum(len(ids) for ids, _, _ in packed)
         pad = [(ids + [self.pad_id] * (width - len(ids)), labels + [IGNORE] * (width - len(ids)),
                 positions + list(range(width - len(ids)))) for ids, labels, positions in packed]  # fmt: skip

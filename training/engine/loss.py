@@ -18,7 +18,23 @@ from __future__ import annotations
 import functools
 
 CHUNK = 1024
+ALIGN = 64  # chunk sizes: CHUNK, then a multiple of ALIGN, then under ALIGN (few distinct GEMM shapes)
 IGNORE = -100
+
+
+def spans(n: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, end) chunks covering n rows: full chunks, then the rest as a multiple of ALIGN rows and
+    what is left. The answer tokens of a batch vary with every step; oneDNN (bf16 on CPU) builds and keeps
+    a kernel for every new row count, so the chunk sizes come from a small set instead (≤ chunk ÷ ALIGN +
+    ALIGN of them), not one per count."""
+    cuts = list(range(0, n - n % chunk, chunk))
+    rest = n - n % chunk
+    if n % chunk >= ALIGN and n % ALIGN:
+        cuts.append(rest)
+        rest = n - n % ALIGN
+    cuts.append(rest)
+    bounds = [*cuts, n]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def _unwrapped(model):
@@ -63,8 +79,8 @@ def _head_loss():
             grad_h = torch.empty_like(h) if want_h else None
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if want_w else None
             grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=h.device) if want_b else None
-            for start in range(0, targets.numel(), chunk):
-                hs, ys = h[start : start + chunk], targets[start : start + chunk]
+            for start, end in spans(targets.numel(), chunk):
+                hs, ys = h[start:end], targets[start:end]
                 logits = F.linear(hs, weight, bias).float()
                 lse = torch.logsumexp(logits, dim=-1, keepdim=True)
                 total += (lse.squeeze(1) - logits.gather(1, ys[:, None]).squeeze(1)).sum()
@@ -72,7 +88,7 @@ def _head_loss():
                 g[torch.arange(ys.numel(), device=g.device), ys] -= 1
                 g = g.to(weight.dtype)
                 if want_h:
-                    grad_h[start : start + chunk] = g @ weight
+                    grad_h[start:end] = g @ weight
                 if want_w:
                     grad_w.addmm_(g.t().float(), hs.float())
                 if want_b:
@@ -120,8 +136,8 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK
     if torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad):
         total = _head_loss().apply(hidden, head.weight, head.bias, targets, chunk)
     else:  # no gradients wanted (evaluation)
-        total = sum((F.cross_entropy(head(hidden[s : s + chunk]).float(), targets[s : s + chunk], reduction="sum")
-                     for s in range(0, targets.numel(), chunk)), hidden.new_zeros((), dtype=torch.float32))  # fmt: skip
+        total = sum((F.cross_entropy(head(hidden[a:b]).float(), targets[a:b], reduction="sum")
+                     for a, b in spans(targets.numel(), chunk)), hidden.new_zeros((), dtype=torch.float32))  # fmt: skip
     if num_items_in_batch is not None:
         return total / num_items_in_batch
     return total / max(targets.numel(), 1)

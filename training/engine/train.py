@@ -153,7 +153,9 @@ def run_finetune(
     if cfg.compile:
         compiling.compile_layers(model, say)
     collator = _TokenCounter(
-        data_mod.PaddingFreeCollator(row_len, tokenizer.pad_token_id)
+        data_mod.PaddingFreeCollator(
+            row_len, tokenizer.pad_token_id, precisions.row_multiple(precision, model.device.type)
+        )
         if cfg.packing
         else data_mod.PaddingCollator(tokenizer.pad_token_id)
     )
