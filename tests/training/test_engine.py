@@ -216,6 +216,6 @@ def test_precision_auto_trains_in_bf16_where_the_cpu_multiplies_it_natively(
     result = run_finetune(
         cfg(tiny_base, max_steps=2, eval_fraction=0), records[:20], tmp_path, on_log_line=lines.append
     )
-    assert f"number format: {expected} (auto, for this device)" in lines and result.status == "succeeded"
+    assert f"number format: {expected} (chosen automatically for this device)" in lines and result.status == "succeeded"
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     assert weights and all(w.dtype == torch.float32 for w in weights.values())

@@ -63,11 +63,11 @@ ROUND = 32  # reduced-precision CPU attention: example lengths rounded up to a m
 
 def _causal(q, k, v, dropout: float, scaling, gqa: bool):
     """Causal sdpa of one example. On CPU in bf16/fp16, torch's flash kernel builds (JIT) and keeps matrix
-    kernels for each new length it sees in backward, ~6 MB each, never freed: over a run of varied lengths
-    that grew a process by ~1 GB (and slowed it). So there the example is padded at the end to a multiple of
-    ROUND with zeros and the output cut back: causal, no real position attends to a later one, and the
-    padded rows' outputs are dropped, so values and gradients are the unpadded ones (test). The kernels
-    then stay a few dozen (lengths up to 2,048: ~100 MB instead of ~1.5 GB, and faster)."""
+    kernels for each new length it sees in backward, never freed: 400 examples of random lengths up to 512
+    grew a process by ~1.7 GB, and ran slower (building them). So there the example is padded at the end
+    to a multiple of ROUND with zeros and the output cut back: causal, no real position attends to a later
+    one, and the padded rows' outputs are dropped, so values and gradients are the unpadded ones (test).
+    The same 400 examples then grew it by ~100 MB (~200 MB for lengths up to 2,048), and ran faster."""
     import torch.nn.functional as F
 
     length = q.shape[2]

@@ -159,10 +159,11 @@ class FinetuneConfig:
         choices=((True, "on"), (False, "off: glibc's defaults")),
     )  # fmt: skip
     compile: bool = knob(
-        False, "Compile (torch.compile)", "Compile the model's layers with torch.compile. Compiling costs 10-20 s "
-        "at the start of every run (and resume); on CPU the compiled steps were 1.06-1.17x faster in the training "
-        "benchmark, which paid back the compiling only after ~60 to ~1,700 steps, so it is off; it uses less "
-        "memory and may pay on long runs. Without a C++ compiler on the worker the run continues uncompiled.",
+        False, "Compile (torch.compile)", "Compile the model's layers with torch.compile. Compiling costs 5-20 s "
+        "at the start of every run (and resume); on CPU the compiled steps were 0.92-1.17x the speed of "
+        "uncompiled ones in the training benchmark (bf16 and fp32), paying back the compiling after ~60 steps "
+        "at best and never at worst, so it is off. Without a C++ compiler on the worker the run continues "
+        "uncompiled.",
         choices=((True, "on"), (False, "off")),
     )  # fmt: skip
     seed: int = knob(

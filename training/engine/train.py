@@ -138,7 +138,7 @@ def run_finetune(
     out_dir = Path(out_dir)
     say = on_log_line or (lambda line: None)
     tokenizer, model, precision = load_base(cfg)
-    say(f"number format: {precision}" + (" (auto, for this device)" if cfg.precision == "auto" else ""))
+    say(f"number format: {precision}" + (" (chosen automatically for this device)" if cfg.precision == "auto" else ""))
     with _actionable_errors():
         row_len = _row_len(cfg, model, say)  # runs the model once (a check of its attention)
     train_set, eval_set = _datasets(cfg, tokenizer, records, say)
