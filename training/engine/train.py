@@ -123,6 +123,12 @@ class _TokenCounter:
         return out
 
 
+def _collator(cfg: FinetuneConfig, row_len: int | None, pad_id: int, precision: str, device_type: str):
+    if not cfg.packing:
+        return data_mod.PaddingCollator(pad_id)
+    return data_mod.PaddingFreeCollator(row_len, pad_id, precisions.row_multiple(precision, device_type))
+
+
 def run_finetune(
     cfg: FinetuneConfig,
     records: Iterable[dict],
@@ -152,13 +158,7 @@ def run_finetune(
         fused_mlp.install(model)
     if cfg.compile:
         compiling.compile_layers(model, say)
-    collator = _TokenCounter(
-        data_mod.PaddingFreeCollator(
-            row_len, tokenizer.pad_token_id, precisions.row_multiple(precision, model.device.type)
-        )
-        if cfg.packing
-        else data_mod.PaddingCollator(tokenizer.pad_token_id)
-    )
+    collator = _TokenCounter(_collator(cfg, row_len, tokenizer.pad_token_id, precision, model.device.type))
     checkpoints = out_dir / "checkpoints"
     resume_from = _last_complete_checkpoint(checkpoints)
     progress = TrainingProgress(cfg, collator, on_progress, should_cancel, say)
