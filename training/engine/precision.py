@@ -26,10 +26,18 @@ def resolve(choice: str, torch) -> str:
     return "bf16" if cpu_has_bf16(torch) else "fp32"
 
 
+def per_shape_kernels(device_type: str, dtype) -> bool:
+    """Whether work in `dtype` (a torch dtype or a precision name) on `device_type` gets a kernel built
+    (JIT) and kept for each new shape: 16-bit floats on CPU (oneDNN, torch's CPU flash attention). Work
+    there comes in few shapes (row_multiple, loss.spans, attention._causal)."""
+    half = dtype in ("bf16", "fp16") or getattr(dtype, "itemsize", 4) == 2
+    return device_type == "cpu" and half
+
+
 def row_multiple(precision: str, device_type: str) -> int:
     """Tokens a padding-free batch's width is rounded up to (data.PaddingFreeCollator): 128 for bf16/fp16
     on CPU, whose oneDNN kernels are built and kept per row count, else 1 (no pad tokens). Measured at
     skewed batch 8 (~560 tokens a batch, 3 alternated runs each): 64 and 128 ran at the same speed, the
     pad tokens costing what fewer kernel builds save, and 128 held ~80 MB less (~835 against ~915 MB);
     without rounding a 40-step run grew by ~15 MB a step."""
-    return 128 if device_type == "cpu" and precision in ("bf16", "fp16") else 1
+    return 128 if per_shape_kernels(device_type, precision) else 1
