@@ -87,9 +87,7 @@ def _causal(q, k, v, dropout: float, scaling, gqa: bool):
         q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
     if dropout or flash16 is None:
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
-    else:
-        if gqa:  # the kernel wants as many key/value heads as query heads; autograd sums the copies' gradients
-            k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], dim=1) for x in (k, v))
+    else:  # the kernel shares each key/value head among its query heads itself (grouped-query attention)
         out = flash16.apply(q, k, v, scaling)
     return out[:, :, :length] if pad else out
 

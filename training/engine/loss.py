@@ -81,10 +81,9 @@ def _head_loss():
             grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=h.device) if want_b else None
             for start, end in spans(targets.numel(), chunk):
                 hs, ys = h[start:end], targets[start:end]
-                logits = F.linear(hs, weight, bias).float()
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                total += (lse.squeeze(1) - logits.gather(1, ys[:, None]).squeeze(1)).sum()
-                g = logits.sub_(lse).exp_()  # softmax: d loss / d logits = softmax − one-hot
+                log_p = torch.log_softmax(F.linear(hs, weight, bias).float(), dim=-1)  # one fused pass
+                total -= log_p.gather(1, ys[:, None]).sum()
+                g = log_p.exp_()  # softmax: d loss / d logits = softmax − one-hot
                 g[torch.arange(ys.numel(), device=g.device), ys] -= 1
                 g = g.to(weight.dtype)
                 if want_h:
