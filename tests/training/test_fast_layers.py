@@ -312,6 +312,26 @@ def test_bf16_work_on_cpu_comes_in_few_shapes_with_the_same_values(tiny_base, re
         alone = model(input_ids=plain["input_ids"], position_ids=plain["position_ids"]).logits[0]
         padded = model(input_ids=rounded["input_ids"], position_ids=rounded["position_ids"]).logits[0, :real]
     assert torch.allclose(alone, padded, atol=1e-5)
+    # packing off: padded batches' widths come in multiples of 32 there, the extra columns masked out
+    assert precision.row_multiple("bf16", "cpu", packed=False) == 32
+    assert precision.row_multiple("fp32", "cpu", packed=False) == 1
+    wide, tight = (
+        data_mod.PaddingCollator(tok.pad_token_id, 32)(batch),
+        data_mod.PaddingCollator(tok.pad_token_id)(batch),
+    )
+    assert wide["input_ids"].shape[1] % 32 == 0 and wide["input_ids"].shape[1] - tight["input_ids"].shape[1] < 32
+    assert wide["attention_mask"].sum() == tight["attention_mask"].sum() == real
+    assert (wide["labels"][:, tight["labels"].shape[1] :] == -100).all()
+    with torch.no_grad():  # a padded batch through the varlen model (rows of one example): stock sdpa
+        varlen_logits = model(input_ids=tight["input_ids"], attention_mask=tight["attention_mask"]).logits
+    model.set_attn_implementation("sdpa")  # what the engine loads when packing is off
+    with torch.no_grad():
+        width = tight["input_ids"].shape[1]
+        tight_logits = model(input_ids=tight["input_ids"], attention_mask=tight["attention_mask"]).logits
+        wide_logits = model(input_ids=wide["input_ids"], attention_mask=wide["attention_mask"]).logits[:, :width]
+    keep = tight["attention_mask"].bool()
+    assert torch.allclose(tight_logits[keep], wide_logits[keep], atol=1e-5)
+    assert torch.allclose(tight_logits[keep], varlen_logits[keep], atol=1e-5)
 
     for n in (0, 1, 63, 64, 65, 1023, 1024, 1100, 2048, 3000):
         sizes = [b - a for a, b in loss_mod.spans(n, 1024)]

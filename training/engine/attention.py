@@ -11,7 +11,8 @@ one call (`flash_attention_2`); this is the path everywhere else.
 
 Registered with transformers' AttentionInterface under NAME; a model loaded with
 attn_implementation=NAME gets no mask from transformers (the name has no mask function), so a call
-with a mask (padded batches, generation) falls back to stock sdpa.
+with a mask, or with positions transformers made itself (one row for a padded batch of several), falls
+back to stock sdpa.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if attention_mask is not None or position_ids is None or query.shape[2] != key.shape[2]:
+    if (attention_mask is not None or position_ids is None or position_ids.shape[0] != query.shape[0]
+            or query.shape[2] != key.shape[2]):  # fmt: skip
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_ids=position_ids, **kwargs)  # fmt: skip
     gqa = query.shape[1] != key.shape[1]  # grouped-query attention: sdpa shares each key/value head, no copies

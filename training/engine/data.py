@@ -156,15 +156,18 @@ class PaddingFreeCollator:
 
 
 class PaddingCollator:
-    """Right-pad to the longest example in the batch (what most scripts do). # (B, T_max)"""
+    """Right-pad to the longest example in the batch (what most scripts do). # (B, T_max)
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    `multiple` rounds the width up to a multiple of it (more pad columns, masked out and not counted):
+    on CPU in bf16 a new width is new kernels, kept for good (precision.row_multiple)."""
+
+    def __init__(self, pad_id: int, multiple: int = 1):
+        self.pad_id, self.multiple = pad_id, multiple
 
     def __call__(self, batch: list[dict]) -> dict:
         import torch
 
-        width = max(len(item["input_ids"]) for item in batch)
+        width = -(-max(len(item["input_ids"]) for item in batch) // self.multiple) * self.multiple
         ids = [item["input_ids"] + [self.pad_id] * (width - len(item["input_ids"])) for item in batch]
         labels = [item["labels"] + [IGNORE] * (width - len(item["labels"])) for item in batch]
         mask = [[1] * len(item["input_ids"]) + [0] * (width - len(item["input_ids"])) for item in batch]

@@ -34,10 +34,13 @@ def per_shape_kernels(device_type: str, dtype) -> bool:
     return device_type == "cpu" and half
 
 
-def row_multiple(precision: str, device_type: str) -> int:
-    """Tokens a padding-free batch's width is rounded up to (data.PaddingFreeCollator): 128 for bf16/fp16
-    on CPU, whose oneDNN kernels are built and kept per row count, else 1 (no pad tokens). Measured at
-    skewed batch 8 (~560 tokens a batch, 3 alternated runs each): 64 and 128 ran at the same speed, the
-    pad tokens costing what fewer kernel builds save, and 128 held ~80 MB less (~835 against ~915 MB);
-    without rounding a 40-step run grew by ~15 MB a step."""
-    return 128 if per_shape_kernels(device_type, precision) else 1
+def row_multiple(precision: str, device_type: str, packed: bool = True) -> int:
+    """Tokens a batch's width is rounded up to where kernels are built per shape (per_shape_kernels), else 1
+    (no pad tokens). Padding-free batches (one row; data.PaddingFreeCollator): 128. Measured at skewed
+    batch 8 (~560 tokens a batch, 3 alternated runs each): 64 and 128 ran at the same speed, the pad
+    tokens costing what fewer kernel builds save, and 128 held ~80 MB less (~835 against ~915 MB);
+    without rounding a 40-step run grew by ~15 MB a step. Padded batches (data.PaddingCollator, packing
+    off): 32, the attention's own rounding (attention.ROUND), so widths up to 512 come in 16 sizes."""
+    if not per_shape_kernels(device_type, precision):
+        return 1
+    return 128 if packed else 32

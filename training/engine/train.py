@@ -124,9 +124,10 @@ class _TokenCounter:
 
 
 def _collator(cfg: FinetuneConfig, row_len: int | None, pad_id: int, precision: str, device_type: str):
+    multiple = precisions.row_multiple(precision, device_type, cfg.packing)
     if not cfg.packing:
-        return data_mod.PaddingCollator(pad_id)
-    return data_mod.PaddingFreeCollator(row_len, pad_id, precisions.row_multiple(precision, device_type))
+        return data_mod.PaddingCollator(pad_id, multiple)
+    return data_mod.PaddingFreeCollator(row_len, pad_id, multiple)
 
 
 def run_finetune(
