@@ -219,3 +219,49 @@ def test_precision_auto_trains_in_bf16_where_the_cpu_multiplies_it_natively(
     assert f"number format: {expected} (chosen automatically for this device)" in lines and result.status == "succeeded"
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     assert weights and all(w.dtype == torch.float32 for w in weights.values())
+
+
+KERNEL_CACHE_SCRIPT = """
+import ctypes, sys, torch
+from training.engine import precision
+def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+libc = ctypes.CDLL("libc.so.6")
+took = precision.cap_kernel_cache("cpu", torch.bfloat16)
+layer = torch.nn.Linear(256, 1024).bfloat16()
+libc.malloc_trim(0)
+start = rss()
+for rows in range(128, 128 * 60, 128):  # a new shape each time, as a skewed run's batches
+    layer(torch.randn(rows, 256, dtype=torch.bfloat16, requires_grad=True)).sum().backward()
+libc.malloc_trim(0)
+print(took, rss() - start)
+"""
+
+
+def test_cpu_16_bit_keeps_few_matrix_product_set_ups(monkeypatch):
+    """On CPU in bf16 ideep keeps a set-up (with buffers of its own) for every product shape it meets;
+    the engine caps them (precision.cap_kernel_cache) unless the operator set the cap, and only there."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from training.engine import precision
+
+    monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
+    assert not precision.cap_kernel_cache("cpu", torch.float32) and not precision.cap_kernel_cache("cuda", "bf16")
+    assert "LRU_CACHE_CAPACITY" not in os.environ
+    if not precision.cpu_has_bf16(torch) or not os.path.exists("/proc/self/statm"):
+        pytest.skip("needs Linux on a CPU with native bf16 products (AVX512-BF16 or AMX)")
+
+    def grown(operator_cap: str | None) -> tuple[bool, float]:
+        env = {k: v for k, v in os.environ.items() if k != "LRU_CACHE_CAPACITY"}
+        env.update({"LRU_CACHE_CAPACITY": operator_cap} if operator_cap else {})
+        out = subprocess.run([sys.executable, "-c", KERNEL_CACHE_SCRIPT], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        took, megabytes = out.stdout.split()
+        return took == "True", float(megabytes)
+
+    (capped, capped_mb), (kept, kept_mb) = grown(None), grown("1024")
+    assert capped and not kept  # the operator's own setting stays
+    assert capped_mb < kept_mb - 10, (capped_mb, kept_mb)

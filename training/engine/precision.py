@@ -10,6 +10,10 @@ bf16 instructions emulates them, slower than fp32.
 
 from __future__ import annotations
 
+import os
+
+KERNEL_CACHE = 32  # ideep's kept matrix-product set-ups per thread on CPU in 16 bits (cap_kernel_cache)
+
 
 def cpu_has_bf16(torch) -> bool:
     """Native bf16 products on this CPU (AVX512-BF16 or AMX tiles)."""
@@ -44,3 +48,19 @@ def row_multiple(precision: str, device_type: str, packed: bool = True) -> int:
     if not per_shape_kernels(device_type, precision):
         return 1
     return 128 if packed else 32
+
+
+def cap_kernel_cache(device_type: str, dtype) -> bool:
+    """Where kernels are built per shape (per_shape_kernels), keep at most KERNEL_CACHE of ideep's
+    matrix-product set-ups (its LRU_CACHE_CAPACITY, 1024 by default) instead of one per shape seen: each
+    holds buffers of its own, and a skewed run meets many shapes. oneDNN's own kernel cache stays as it
+    is (building kernels is what costs time). Measured on the bench's model (3 alternated runs a shape,
+    bf16, medians): skewed batch 8 836 -> 786 MB, ~4k tokens a step 1,331 -> 1,301 MB, 8 x 512 (one
+    shape) unchanged, tokens/s within the noise (a cap of 8 saved a few MB more; capping oneDNN's cache
+    too saved ~40 MB more and ran slower). ideep reads
+    the variable when a thread first multiplies in 16 bits, so it counts only before that (a process's
+    first run); an operator's own setting is kept. Whether the cap is the one in force."""
+    if not per_shape_kernels(device_type, dtype):
+        return False
+    os.environ.setdefault("LRU_CACHE_CAPACITY", str(KERNEL_CACHE))
+    return os.environ["LRU_CACHE_CAPACITY"] == str(KERNEL_CACHE)

@@ -88,6 +88,7 @@ def load_base(cfg: FinetuneConfig):
     # No KV cache in training: with one, transformers skips the packed-sequence masks, and the examples
     # packed in a row would attend to each other.
     model.config.use_cache = False
+    precisions.cap_kernel_cache(model.device.type, precision)  # before the model's first product
     return tokenizer, model, precision
 
 
