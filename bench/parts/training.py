@@ -29,7 +29,9 @@ def run_side(side: str, folder: str, rows: list[dict], steps: int, batch: int, m
                              warmup_ratio=0, **engine)  # fmt: skip
         run_finetune(cfg, rows, tempfile.mkdtemp(), on_progress=lambda p: points.append((time.perf_counter(), p)))
         extra = _steady(points)
-        tps, loss = points[-1][1]["tokens_per_second"], points[-1][1]["train_loss"]
+        losses = [p["train_loss"] for _, p in points if p.get("train_loss") is not None]
+        # the mean over the run's steps, as the Trainer's training_loss the stock sides report (logging every step)
+        tps, loss = points[-1][1]["tokens_per_second"], sum(losses) / len(losses)
     else:
         stock, _, precision = side.partition("_")
         tps, loss = (_padded if stock == "padded" else _trl)(folder, rows, steps, batch, max_len, precision == "bf16")
