@@ -337,6 +337,24 @@ def test_bf16_work_on_cpu_comes_in_few_shapes_with_the_same_values(tiny_base, re
         sizes = [b - a for a, b in loss_mod.spans(n, 1024)]
         assert sum(sizes) == n and len(sizes) <= n // 1024 + 2
         assert all(s == 1024 or s % loss_mod.ALIGN == 0 or s < loss_mod.ALIGN for s in sizes)
+    # in bf16 the head's last rows (under ALIGN) run padded with zero rows: one shape; values and gradients kept
+    torch.manual_seed(0)
+    h = torch.randn(1100, 32, dtype=torch.bfloat16)  # chunks of 1024, 64 and 12 rows
+    w, t = torch.randn(50, 32, dtype=torch.bfloat16), torch.randint(0, 50, (1100,))
+    rows_seen, linear = [], F.linear
+
+    def head(few_shapes: bool):
+        monkeypatch.setattr(precision, "per_shape_kernels", lambda *a: few_shapes)
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        total = loss_mod._head_loss().apply(hh, ww, None, t, 1024)
+        total.backward()
+        return [x.float() for x in (total.detach(), hh.grad, ww.grad)]
+
+    monkeypatch.setattr(F, "linear", lambda x, *a: rows_seen.append(x.shape[0]) or linear(x, *a))
+    padded, plain = head(True), head(False)
+    monkeypatch.undo()
+    assert rows_seen == [1024, 64, 64, 1024, 64, 12]
+    assert all(torch.allclose(a, b, rtol=1e-2, atol=1e-3) for a, b in zip(padded, plain, strict=True))
 
     lengths, sdpa, flash16 = [], F.scaled_dot_product_attention, attention._flash16()
     monkeypatch.setattr(

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 
+from . import precision
+
 CHUNK = 1024
 ALIGN = 64  # chunk sizes: CHUNK, then a multiple of ALIGN, then under ALIGN (few distinct GEMM shapes)
 IGNORE = -100
@@ -26,7 +28,8 @@ def spans(n: int, chunk: int) -> list[tuple[int, int]]:
     """[start, end) chunks covering n rows: full chunks, then the rest as a multiple of ALIGN rows and
     what is left. The answer tokens of a batch vary with every step; oneDNN (bf16 on CPU) builds and keeps
     a kernel for every new row count, so the chunk sizes come from a small set instead (≤ chunk ÷ ALIGN +
-    ALIGN of them), not one per count."""
+    ALIGN of them), not one per count; there the rows under ALIGN are padded to ALIGN with zero rows
+    (HeadLoss), so those ≤ ALIGN − 1 sizes are one."""
     cuts = list(range(0, n - n % chunk, chunk))
     rest = n - n % chunk
     if n % chunk >= ALIGN and n % ALIGN:
@@ -79,15 +82,20 @@ def _head_loss():
             grad_h = torch.empty_like(h) if want_h else None
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if want_w else None
             grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=h.device) if want_b else None
+            few_shapes = precision.per_shape_kernels(h.device.type, weight.dtype)
             for start, end in spans(targets.numel(), chunk):
-                hs, ys = h[start:end], targets[start:end]
+                rows, ys = end - start, targets[start:end]
+                hs = h[start:end]
+                if few_shapes and rows < ALIGN:  # the last few rows padded with zero rows: one shape, not 63
+                    hs = F.pad(hs, (0, 0, 0, ALIGN - rows))
                 log_p = torch.log_softmax(F.linear(hs, weight, bias).float(), dim=-1)  # one fused pass
-                total -= log_p.gather(1, ys[:, None]).sum()
+                total -= log_p[:rows].gather(1, ys[:, None]).sum()
                 g = log_p.exp_()  # softmax: d loss / d logits = softmax − one-hot
-                g[torch.arange(ys.numel(), device=g.device), ys] -= 1
+                g[rows:] = 0  # the padding rows give no gradient
+                g[torch.arange(rows, device=g.device), ys] -= 1
                 g = g.to(weight.dtype)
                 if want_h:
-                    grad_h[start:end] = g @ weight
+                    grad_h[start:end] = (g @ weight)[:rows]
                 if want_w:
                     grad_w.addmm_(g.t().float(), hs.float())
                 if want_b:
