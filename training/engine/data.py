@@ -97,6 +97,11 @@ class ExampleDataset:
         return {"input_ids": e.input_ids, "labels": e.labels}
 
 
+def round_up(n: int, multiple: int) -> int:
+    """n rounded up to a multiple of `multiple` (a batch's width: precision.row_multiple)."""
+    return -(-n // multiple) * multiple
+
+
 class PaddingFreeCollator:
     """Pack a batch's examples into rows of at most `row_len` tokens, positions restarting per example.
 
@@ -144,7 +149,7 @@ class PaddingFreeCollator:
                 labels += [IGNORE, *item["labels"][1:]]
                 positions += list(range(len(item["input_ids"])))
             packed.append((ids, labels, positions))
-        width = -(-max(len(ids) for ids, _, _ in packed) // self.multiple) * self.multiple
+        width = round_up(max(len(ids) for ids, _, _ in packed), self.multiple)
         self.tokens = sum(len(ids) for ids, _, _ in packed)
         pad = [(ids + [self.pad_id] * (width - len(ids)), labels + [IGNORE] * (width - len(ids)),
                 positions + list(range(width - len(ids)))) for ids, labels, positions in packed]  # fmt: skip
@@ -167,7 +172,7 @@ class PaddingCollator:
     def __call__(self, batch: list[dict]) -> dict:
         import torch
 
-        width = -(-max(len(item["input_ids"]) for item in batch) // self.multiple) * self.multiple
+        width = round_up(max(len(item["input_ids"]) for item in batch), self.multiple)
         ids = [item["input_ids"] + [self.pad_id] * (width - len(item["input_ids"])) for item in batch]
         labels = [item["labels"] + [IGNORE] * (width - len(item["labels"])) for item in batch]
         mask = [[1] * len(item["input_ids"]) + [0] * (width - len(item["input_ids"])) for item in batch]

@@ -57,9 +57,9 @@ def cap_kernel_cache(device_type: str, dtype) -> bool:
     is (building kernels is what costs time). Measured on the bench's model (3 alternated runs a shape,
     bf16, medians): skewed batch 8 836 -> 786 MB, ~4k tokens a step 1,331 -> 1,301 MB, 8 x 512 (one
     shape) unchanged, tokens/s within the noise (a cap of 8 saved a few MB more; capping oneDNN's cache
-    too saved ~40 MB more and ran slower). ideep reads
-    the variable when a thread first multiplies in 16 bits, so it counts only before that (a process's
-    first run); an operator's own setting is kept. Whether the cap is the one in force."""
+    too saved ~40 MB more and ran slower). ideep reads the variable when a thread first multiplies in 16
+    bits, so it counts only before that (a process's first run); an operator's own setting is kept.
+    Whether the cap is the one in force."""
     if not per_shape_kernels(device_type, dtype):
         return False
     os.environ.setdefault("LRU_CACHE_CAPACITY", str(KERNEL_CACHE))
