@@ -45,7 +45,6 @@ SHAPES = {  # name: (rows, batch, max_seq_len, steps)
     "8 x 1024 tokens": ("long", 8, 1024, 20),
 }
 SIDES = ("engine_lora", "trl_lora", "engine_qlora", "trl_qlora")
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FLOPS_PER_PARAM = 4  # per token, without checkpointing (6 with it)
 
 
@@ -116,12 +115,11 @@ def _trl(folder, rows, steps, batch, max_len, method, points) -> float:
     import importlib.util
 
     import torch
-    from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from training.engine import data as data_mod
+    from bench.parts.training import TARGETS, completion_dataset
 
     cuda = torch.cuda.is_available()
     attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
@@ -133,9 +131,7 @@ def _trl(folder, rows, steps, batch, max_len, method, points) -> float:
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     model.config.use_cache = False
-    examples = [e for e in (data_mod.encode(tok, "instruction", r, max_len) for r in rows) if e is not None]
-    data = Dataset.from_list([{"input_ids": e.input_ids, "completion_mask": [int(x != -100) for x in e.labels]}
-                              for e in examples])  # fmt: skip
+    data = completion_dataset(tok, rows, max_len)
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
                      learning_rate=2e-4, lr_scheduler_type="cosine", report_to="none", save_strategy="no",
                      logging_steps=1, use_cpu=not cuda, disable_tqdm=True, log_level="warning", padding_free=True,

@@ -102,21 +102,26 @@ def _padded(folder, rows, steps, batch, max_len, bf16):
     return counted["tokens"] / (time.perf_counter() - start), out.training_loss
 
 
-def _trl(folder, rows, steps, batch, max_len, bf16):
-    import torch
+def completion_dataset(tok, rows: list[dict], max_len: int):
+    """TRL's input: the rows tokenised and cut at max_len as for the other sides (TRL's padding_free without
+    packing takes inputs already truncated), the answer marked by completion_mask."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     from training.engine import data as data_mod
 
+    examples = [e for e in (data_mod.encode(tok, "instruction", r, max_len) for r in rows) if e is not None]
+    return Dataset.from_list([{"input_ids": e.input_ids, "completion_mask": [int(x != -100) for x in e.labels]}
+                              for e in examples])  # fmt: skip
+
+
+def _trl(folder, rows, steps, batch, max_len, bf16):
+    import torch
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
     tok = AutoTokenizer.from_pretrained(folder)
     model = _load(folder, bf16)
-    # Tokenised and cut at max_len as for the other sides (TRL's padding_free without packing takes inputs
-    # already truncated), the answer marked by completion_mask.
-    examples = [e for e in (data_mod.encode(tok, "instruction", r, max_len) for r in rows) if e is not None]
-    data = Dataset.from_list([{"input_ids": e.input_ids, "completion_mask": [int(x != -100) for x in e.labels]}
-                              for e in examples])  # fmt: skip
+    data = completion_dataset(tok, rows, max_len)
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_steps=steps,
                      learning_rate=2e-4, report_to="none", save_strategy="no", logging_steps=steps,
                      use_cpu=not torch.cuda.is_available(), disable_tqdm=True, log_level="warning",
