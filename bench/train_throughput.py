@@ -78,6 +78,7 @@ SWITCHES = {  # the engine's speed switches, each turned off alone at each shape
     "fused LoRA layers": {"fused_lora": False},
     "fast LoRA dropout": {"fast_dropout": False, "fused_lora": False},
     "fused MLP activation": {"fused_mlp": False},
+    "fused norm and rotary": {"fused_norm": False},
     "reuse freed memory": {"reuse_memory": False},
     "bf16 where native (precision auto)": {"precision": "fp32"},
 }

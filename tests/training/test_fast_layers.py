@@ -1,14 +1,14 @@
 """The engine's speed switches do the stock computation: attention per example (varlen) gives the
 logits of each example run alone and falls back to masks for a model it cannot serve; fused LoRA layers
-give PEFT's values and gradients, and the fused MLP activation the stock ones; fast dropout drops each
-element independently with exactly the asked rate;
-reusing freed memory serves large tensors from the heap, not from pages of their own."""
+give PEFT's values and gradients, and the fused MLP activation, norms and rotary embedding the stock
+ones; fast dropout drops each element independently with exactly the asked rate; reusing freed memory
+serves large tensors from the heap, not from pages of their own."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.engine import FinetuneConfig, attention, dropout, fused_lora, fused_mlp, heap, run_finetune
+from training.engine import FinetuneConfig, attention, dropout, fused_lora, fused_mlp, fused_norm, heap, run_finetune
 from training.engine import data as data_mod
 from training.engine.dropout import draw, fast_dropout, zero
 from training.engine.train import _row_len, load_base
@@ -153,6 +153,50 @@ def test_the_fused_mlp_activation_gives_the_stock_values_and_gradients(tiny_base
     assert fused_mlp.install(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0  # no gated MLP: nothing swapped
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fused_norms_and_rotary_embedding_give_the_stock_values_and_gradients(tiny_base, records, precision):
+    import torch
+    from transformers.models.llama import modeling_llama
+
+    from training.engine import loss as loss_mod
+
+    model, batch, loss_and_grads = adapted(tiny_base, records, ["q_proj", "k_proj", "down_proj"], precision)
+    stock_loss, stock_grads = loss_and_grads()
+    layers = model.config.num_hidden_layers
+    assert fused_norm.install(model) == 2 * layers + 1  # each layer's two norms and the final one
+    assert modeling_llama.apply_rotary_pos_emb._stock  # replaced in the modelling file (once a process)
+    assert fused_norm.install(model) == 0  # once only
+    fused_loss, fused_grads = loss_and_grads()
+    assert fused_loss == pytest.approx(stock_loss, rel=1e-5)
+    for a, b in zip(stock_grads, fused_grads, strict=True):  # seen: equal in bf16, ~1e-7 apart in fp32
+        assert (a - b).norm() <= 1e-4 * a.norm()
+    with torch.no_grad():  # evaluation: no autograd graph, the same loss
+        assert loss_mod.answer_loss(model, batch).item() == pytest.approx(stock_loss, rel=1e-5)
+
+    torch.manual_seed(0)  # the functions alone, in bf16: forward bit for bit, gradients within rounding
+    norm = modeling_llama.LlamaRMSNorm(40).to(torch.bfloat16).requires_grad_(False)
+    norm.weight.copy_(torch.rand(40) + 0.5)
+    x = (torch.randn(3, 9, 40) * 3).to(torch.bfloat16).requires_grad_()
+    out = torch.randn(3, 9, 40).to(torch.bfloat16)
+    expected, (expected_grad,) = norm(x), torch.autograd.grad((norm(x).float() * out).sum(), x)
+    got = fused_norm.rms_norm(x, norm.weight, 1e-6)
+    (got_grad,) = torch.autograd.grad((got.float() * out).sum(), x)
+    assert torch.equal(got, expected)
+    assert (got_grad - expected_grad).float().norm() <= 1e-2 * expected_grad.float().norm()
+    q = torch.randn(2, 4, 9, 8).to(torch.bfloat16).requires_grad_()
+    k = torch.randn(2, 2, 9, 8).to(torch.bfloat16).requires_grad_()
+    angles = torch.randn(2, 9, 4)
+    cos, sin = (f(torch.cat([angles, angles], -1)).to(torch.bfloat16) for f in (torch.cos, torch.sin))
+    grads = [torch.randn(2, 4, 9, 8).to(torch.bfloat16), torch.randn(2, 2, 9, 8).to(torch.bfloat16)]
+    stock = modeling_llama.apply_rotary_pos_emb.__dict__.get("_stock", modeling_llama.apply_rotary_pos_emb)
+    expected = stock(q, k, cos, sin)
+    expected_grads = torch.autograd.grad(expected, (q, k), grads)
+    got = fused_norm.rotary(q, k, cos, sin)
+    got_grads = torch.autograd.grad(got, (q, k), grads)
+    assert all(torch.equal(a, b) for a, b in zip((*expected, *expected_grads), (*got, *got_grads), strict=True))
+    assert fused_norm.install(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))) == 0
+
+
 def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     import torch
 
@@ -242,7 +286,8 @@ def test_a_run_with_every_switch_off_and_on_trains(tiny_base, records, tmp_path)
     losses = {}
     for on in (False, True):
         points = []
-        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on, "fused_mlp": on, "reuse_memory": on}
+        switches = {"varlen": on, "fused_lora": on, "fast_dropout": on, "fused_mlp": on, "fused_norm": on,
+                    "reuse_memory": on}  # fmt: skip
         result = run_finetune(cfg(tiny_base, **switches), records[:80], tmp_path / str(on), on_progress=points.append)
         assert result.status == "succeeded" and (result.adapter_dir / "adapter_model.safetensors").exists()
         losses[on] = [p["train_loss"] for p in points if p["train_loss"] is not None]

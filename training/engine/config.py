@@ -151,6 +151,13 @@ class FinetuneConfig:
         "SiLU-gated MLPs (Llama, Mistral, Qwen); others run as transformers does.",
         choices=((True, "on"), (False, "off: as transformers does")),
     )  # fmt: skip
+    fused_norm: bool = knob(
+        True, "Fused norm and rotary layers", "On CPU, run each RMSNorm and the rotary position embedding as "
+        "one step with a backward in closed form: fewer passes over the activations (nothing kept in fp32), "
+        "the same values (bit for bit in bf16) and gradients within rounding. For Llama-style norms and "
+        "rotary embeddings (Llama, Mistral, Qwen); others run as transformers does.",
+        choices=((True, "on"), (False, "off: as transformers does")),
+    )  # fmt: skip
     reuse_memory: bool = knob(
         True, "Reuse freed memory", "On CPU, keep memory freed by one step for the next step's tensors instead of "
         "handing it back to the system and taking fresh pages (glibc's malloc settings); given back when the run "

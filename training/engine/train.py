@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.engine import attention, batching, compiling, dropout, fused_lora, fused_mlp, heap
+from training.engine import attention, batching, compiling, dropout, fused_lora, fused_mlp, fused_norm, heap
 from training.engine import data as data_mod
 from training.engine import loss as loss_mod
 from training.engine import precision as precisions
@@ -158,6 +158,8 @@ def run_finetune(
         dropout.install(model)  # the layers the fused path leaves to PEFT
     if cfg.fused_mlp:
         fused_mlp.install(model)
+    if cfg.fused_norm:
+        fused_norm.install(model)
     if cfg.compile:
         compiling.compile_layers(model, say)
     collator = _TokenCounter(_collator(cfg, row_len, tokenizer.pad_token_id, precision, model.device.type))
