@@ -196,6 +196,22 @@ def test_the_fused_norms_and_rotary_embedding_give_the_stock_values_and_gradient
     assert all(torch.equal(a, b) for a, b in zip((*expected, *expected_grads), (*got, *got_grads), strict=True))
     assert fused_norm.install(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))) == 0
 
+    # per-example gradients under torch.func (as attribution takes them; the rotary replacement is
+    # process-wide): the same as stock's
+    def per_example(rope, norm):
+        def loss(q1, k1, x1):
+            a, b = rope(q1, k1, cos.float(), sin.float())
+            return a.sin().sum() + b.cos().sum() + norm(x1).tanh().sum()
+
+        q, k = torch.randn(3, 2, 4, 9, 8), torch.randn(3, 2, 2, 9, 8)
+        return torch.func.vmap(torch.func.grad(loss, argnums=(0, 1, 2)))(q, k, torch.randn(3, 9, 40))
+
+    torch.manual_seed(1)
+    expected = per_example(stock, modeling_llama.LlamaRMSNorm(40))
+    torch.manual_seed(1)
+    got = per_example(fused_norm.rotary, lambda x: fused_norm.rms_norm(x, torch.ones(40), 1e-6))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, got, strict=True))
+
 
 def test_a_fused_layer_with_dropout_is_the_unfused_one_with_the_same_mask():
     import torch

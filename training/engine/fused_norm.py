@@ -35,17 +35,26 @@ def _functions():
     """The autograd functions (built on first use: this module imports without torch)."""
     import torch
 
+    # forward without ctx, setup_context and generate_vmap_rule: usable under torch.func transforms too
+    # (attribution takes per-example gradients with vmap over a model of the same architecture)
     class RMSNorm(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, eps: float):
-            x32 = x.to(torch.float32, copy=True)
-            rstd = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-            rstd = rstd.add_(eps).rsqrt_()
-            ctx.save_for_backward(x, weight, rstd)
-            return weight * x32.mul_(rstd).to(x.dtype)
+        generate_vmap_rule = True
 
         @staticmethod
-        def backward(ctx, grad):
+        def forward(x, weight, eps: float):
+            x32 = x.to(torch.float32, copy=True)
+            rstd = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).pow_(2).div_(x.shape[-1])
+            rstd = rstd.add_(eps).rsqrt_()
+            return weight * x32.mul_(rstd).to(x.dtype), rstd
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            x, weight, _ = inputs
+            ctx.mark_non_differentiable(output[1])
+            ctx.save_for_backward(x, weight, output[1])
+
+        @staticmethod
+        def backward(ctx, grad, _):
             if not ctx.needs_input_grad[0]:
                 return None, None, None
             x, weight, rstd = ctx.saved_tensors
@@ -55,12 +64,17 @@ def _functions():
             return g.sub_(xh.mul_(mean)).mul_(rstd).to(x.dtype), None, None
 
     class Rotary(torch.autograd.Function):
+        generate_vmap_rule = True
+
         @staticmethod
-        def forward(ctx, x, cos, signed_sin):
+        def forward(x, cos, signed_sin):
             out = x * cos
             out += torch.roll(x, x.shape[-1] // 2, -1) * signed_sin  # == rotate_half(x) * sin, same products
-            ctx.save_for_backward(cos, signed_sin)
             return out
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs[1:])
 
         @staticmethod
         def backward(ctx, grad):
@@ -72,7 +86,7 @@ def _functions():
 
 def rms_norm(x, weight, eps: float):
     """Llama's RMSNorm of `x` (`weight` frozen), its backward in closed form."""
-    return _functions()[0].apply(x, weight, eps)
+    return _functions()[0].apply(x, weight, eps)[0]
 
 
 def rotary(q, k, cos, sin, unsqueeze_dim: int = 1):
