@@ -68,9 +68,8 @@ def _functions():
 
         @staticmethod
         def forward(x, cos, signed_sin):
-            out = x * cos
-            out += torch.roll(x, x.shape[-1] // 2, -1) * signed_sin  # == rotate_half(x) * sin, same products
-            return out
+            # rotate_half(x) * sin, the same products; sums out of place (in place is ~1.5x slower in bf16 here)
+            return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * signed_sin
 
         @staticmethod
         def setup_context(ctx, inputs, output):
@@ -79,7 +78,7 @@ def _functions():
         @staticmethod
         def backward(ctx, grad):
             cos, signed_sin = ctx.saved_tensors
-            return (grad * cos).add_(torch.roll(grad * signed_sin, grad.shape[-1] // 2, -1)), None, None
+            return grad * cos + torch.roll(grad * signed_sin, grad.shape[-1] // 2, -1), None, None
 
     return RMSNorm, Rotary
 
