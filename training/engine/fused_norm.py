@@ -133,20 +133,17 @@ def install(model) -> int:
     and state dicts do not change."""
     from transformers.models.llama import modeling_llama
 
+    llama_norm = modeling_llama.LlamaRMSNorm.forward
+    llama_rotary = getattr(modeling_llama.apply_rotary_pos_emb, "_stock", modeling_llama.apply_rotary_pos_emb)
     count = 0
     for module in model.modules():
-        if _same_code(type(module).forward, modeling_llama.LlamaRMSNorm.forward) and hasattr(module, "weight"):
+        if _same_code(type(module).forward, llama_norm) and hasattr(module, "weight"):
             if not hasattr(module, "_stock_forward"):
                 module._stock_forward = module.forward
                 module.forward = types.MethodType(_norm_forward, module)
                 count += 1
         modelling = sys.modules.get(type(module).__module__)
         stock = getattr(modelling, "apply_rotary_pos_emb", None)
-        if type(module).__name__.endswith("Attention") and _same_code(stock, _stock_rotary(modeling_llama)):
+        if type(module).__name__.endswith("Attention") and _same_code(stock, llama_rotary):
             modelling.apply_rotary_pos_emb = _rotary_dispatch(stock)
     return count
-
-
-def _stock_rotary(modeling_llama):
-    function = modeling_llama.apply_rotary_pos_emb
-    return getattr(function, "_stock", function)
