@@ -5,8 +5,9 @@ Model: random-init Llama, 4 layers, hidden 256, LoRA r=16 on all projections (an
 from a few tokens to ~500) and one of long answers cut at 512 tokens. Sides (bench/parts/training.py, each
 in its own process so its peak memory is its own): HF Trainer + PEFT with padded batches (what a user
 would write), TRL's SFTTrainer with padding_free=True (the stock HF way, which LLaMA-Factory builds on),
-each in fp32 and in bf16 (the model loaded in bf16, Trainer bf16=True: the best stock setting is the
-fastest of the four), and run_finetune with its defaults (precision auto: bf16 on a CPU with native bf16
+each in fp32 and, where the machine multiplies bf16 natively, in bf16 (the model loaded in bf16, Trainer
+bf16=True; elsewhere bf16 is emulated, slower than fp32: not run unless --bf16-anyway). The best stock
+setting is the fastest of those run. And run_finetune with its defaults (precision auto: bf16 on a CPU with native bf16
 products, and an ablation line for fp32). Shapes: batch 8 of the skewed set, ~4k tokens per step,
 8 x 512-token examples. At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
 first quarter of the steps, the seconds compiling adds, and whether it pays over the run (a goal line
@@ -17,7 +18,7 @@ Then the live-loss lag: time from the engine's progress callback (which stores
 the point and publishes it) to its arrival at a websocket client of a real
 daphne server, p50 and p95 over 200 points.
 
-Usage: .venv/bin/python bench/train_throughput.py [--no-lag] [--no-switches]
+Usage: .venv/bin/python bench/train_throughput.py [--no-lag] [--no-switches] [--bf16-anyway]
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ SWITCHES = {  # the engine's speed switches, each turned off alone at each shape
     "bf16 where native (precision auto)": {"precision": "fp32"},
 }
 SIDES = ("padded", "trl", "padded_bf16", "trl_bf16", "engine")
-STOCK = SIDES[:-1]
+BF16_SIDES = ("padded_bf16", "trl_bf16")
 LABELS = {
     "padded": "HF Trainer + PEFT, padded",
     "trl": "TRL SFTTrainer, padding_free",
@@ -186,19 +187,35 @@ def measure_lag(points: int = 200) -> tuple[float, float]:
     return lags[len(lags) // 2], lags[int(len(lags) * 0.95) - 1]
 
 
+def native_bf16() -> bool:
+    """Whether this machine multiplies bf16 natively (a GPU that supports it, AVX512-BF16 or AMX): the
+    engine's precision auto then trains in bf16, and the stock sides run in bf16 too. Elsewhere bf16 is
+    emulated (converted to fp32 for each product), slower than fp32 and no one's best setting."""
+    import torch
+
+    from training.engine import precision
+
+    return precision.resolve("auto", torch) == "bf16"
+
+
+def sides_here(bf16_anyway: bool = False) -> tuple[str, ...]:
+    """The sides to run here: the stock bf16 ones only where bf16 is native (or asked for)."""
+    return SIDES if bf16_anyway or native_bf16() else tuple(s for s in SIDES if s not in BF16_SIDES)
+
+
 def median_run(side: str, model: Path, shape: str, engine: dict | None = None, runs: list | None = None) -> dict:
     """The run with the median tokens/s of `runs` (or of REPEATS fresh ones)."""
     runs = runs or [spawn(side, model, shape, engine) for _ in range(REPEATS)]
     return sorted(runs, key=lambda x: x["tokens_per_second"])[len(runs) // 2]
 
 
-def measure_shape(model: Path, shape: str) -> dict:
+def measure_shape(model: Path, shape: str, sides: tuple[str, ...]) -> dict:
     """Each side REPEATS times, alternated (padded, TRL, engine, padded, ...), so drift hits all alike."""
-    runs: dict[str, list] = {side: [] for side in SIDES}
+    runs: dict[str, list] = {side: [] for side in sides}
     for _ in range(REPEATS):
-        for side in SIDES:
+        for side in sides:
             runs[side].append(spawn(side, model, shape))
-    return {side: median_run(side, model, shape, runs=runs[side]) for side in SIDES}
+    return {side: median_run(side, model, shape, runs=runs[side]) for side in sides}
 
 
 def report_switches(work: Path) -> None:
@@ -206,6 +223,9 @@ def report_switches(work: Path) -> None:
     so drift hits both alike: what the switch buys at each shape (medians)."""
     print("\nthe engine's switches, each turned off alone (on vs off, alternated, medians):")
     for label, off in SWITCHES.items():
+        if off == {"precision": "fp32"} and not native_bf16():
+            print(f"  {label:32} not measured: no native bf16 here, precision auto is fp32 (the same run)")
+            continue
         cells = []
         for shape in SHAPES:
             runs: dict[str, list] = {"on": [], "off": []}
@@ -223,20 +243,24 @@ def report_shape(shape: str, r: dict) -> list[str]:
     """The three sides at one shape, and the goal lines of the issue for it."""
     print(f"\n{shape}:")
     for side in SIDES:
-        x = r[side]
+        x = r.get(side)
+        if x is None:
+            print(f"  {LABELS[side]:30} not run: no native bf16 on this machine (emulated, slower than fp32)")
+            continue
         print(f"  {LABELS[side]:30} {x['tokens_per_second']:8.0f} tokens/s  peak {x['peak_rss_mb']:6.0f} MB"
               f"  loss {x['loss']:.3f}")  # fmt: skip
-    fastest = max(STOCK, key=lambda side: r[side]["tokens_per_second"])
+    stock = [side for side in r if side != "engine"]
+    fastest = max(stock, key=lambda side: r[side]["tokens_per_second"])
     best = r[fastest]["tokens_per_second"]
-    lowest = min(r[side]["peak_rss_mb"] for side in STOCK)
+    lowest = min(r[side]["peak_rss_mb"] for side in stock)
     engine = r["engine"]["tokens_per_second"]
-    vs_best, vs_padded, vs_padded_bf16 = (engine / best, engine / r["padded"]["tokens_per_second"],
-                                          engine / r["padded_bf16"]["tokens_per_second"])  # fmt: skip
+    vs_best, vs_padded = engine / best, engine / r["padded"]["tokens_per_second"]
+    bf16 = f"{engine / r['padded_bf16']['tokens_per_second']:.2f}x" if "padded_bf16" in r else "not run"
     print(f"  engine / best stock ({LABELS[fastest]}) {vs_best:.2f}x, engine / padded {vs_padded:.2f}x "
-          f"(fp32, the baseline), engine / padded in bf16 {vs_padded_bf16:.2f}x")  # fmt: skip
+          f"(fp32, the baseline), engine / padded in bf16 {bf16}")  # fmt: skip
     return [f"goal: engine >= 1.3x the best stock HF setting, fp32 or bf16 ({shape}): {vs_best:.2f}x, "
             f"{'met' if vs_best >= 1.3 else 'NOT met'}",
-            f"goal: engine >= 2.5x padded (fp32, the bench's baseline; {vs_padded_bf16:.2f}x padded in bf16) ({shape}): "
+            f"goal: engine >= 2.5x padded (fp32, the bench's baseline; padded in bf16: {bf16}) ({shape}): "
             f"{vs_padded:.2f}x, {'met' if vs_padded >= 2.5 else 'NOT met'}",
             f"goal: engine peak memory <= the best stock setting's ({shape}; best = fastest, {LABELS[fastest]}): "
             f"{r['engine']['peak_rss_mb']:.0f} vs {r[fastest]['peak_rss_mb']:.0f} MB, "
@@ -301,6 +325,7 @@ def main() -> None:
     parser.add_argument("--engine", default="{}")
     parser.add_argument("--no-lag", action="store_true")
     parser.add_argument("--no-switches", action="store_true", help="skip the switch ablation (~half the run)")
+    parser.add_argument("--bf16-anyway", action="store_true", help="run the stock bf16 sides without native bf16")
     args = parser.parse_args()
     if args.side:  # child process: one side, JSON out
         print(json.dumps(child(args.side, args.model, args.shape, json.loads(args.engine))))
@@ -316,12 +341,16 @@ def main() -> None:
     print("model: random Llama, 4 layers x hidden 256, vocab 2,048; LoRA r=16 on all projections; answer-only loss;")
     print(
         f"the engine trains in {precision.resolve('auto', torch)} here (precision auto); the stock sides in fp32 "
-        "and in bf16 (model loaded in bf16, Trainer bf16=True);"
+        "and, where bf16 is native, in bf16 (model loaded in bf16, Trainer bf16=True);"
     )
     print("tokens/s count non-pad tokens over the training loop; peak = the process's peak RSS;")
     print(f"each figure is the median of {REPEATS} runs, the sides alternated")
+    sides = sides_here(args.bf16_anyway)
+    if sides != SIDES:
+        print("no native bf16 products here (AVX512-BF16, AMX or a GPU): the stock bf16 sides are not run "
+              "(emulated bf16 is slower than fp32, no one's best setting; --bf16-anyway runs them)")  # fmt: skip
     for shape in SHAPES:
-        r = measure_shape(work / "base", shape)
+        r = measure_shape(work / "base", shape, sides)
         goals += report_shape(shape, r)
         compiled[shape] = (r["engine"], spawn("engine", work / "base", shape, {"compile": True}))
         by_examples[shape] = r["engine"]
