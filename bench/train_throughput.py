@@ -9,7 +9,9 @@ each in fp32 and, where the machine multiplies bf16 natively, in bf16 (the model
 bf16=True; elsewhere bf16 is emulated, slower than fp32: not run unless --bf16-anyway). The best stock
 setting is the fastest of those run. And run_finetune with its defaults (precision auto: bf16 on a CPU with native bf16
 products, and an ablation line for fp32). Shapes: batch 8 of the skewed set, ~4k tokens per step,
-8 x 512-token examples. At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
+8 x 512-token examples; at 8 x 512 a floor too: the base products and attention alone, timed apart (what
+every side computes), so the most any engine could reach against padded on this machine is printed beside
+the goal. At each shape the engine also runs with torch.compile (its `compile` knob): steady tokens/s after the
 first quarter of the steps, the seconds compiling adds, and whether it pays over the run (a goal line
 checks the knob's default agrees). Then batches sized by tokens (`batch_tokens`) against the same tokens
 per step counted in examples, with the spread of step times.
@@ -269,6 +271,58 @@ def report_shape(shape: str, r: dict) -> list[str]:
             f"{lowest:.0f} MB, {'met' if r['engine']['peak_rss_mb'] <= lowest else 'NOT met'}"]  # fmt: skip
 
 
+def measure_floor(model: Path, repeats: int = 5) -> float:
+    """Seconds of the least any side must compute for one 8 x 512 step of `model`, timed alone: each
+    layer's base products forward and backward to the input (not in layer 0, whose input needs no
+    gradient), and attention forward and backward per example the engine's way (attention._causal), in the
+    engine's number format here. No LoRA, norms, output layer or optimizer: a floor below any real step,
+    so padded's step over it bounds what any engine can reach against padded here. Median of `repeats`."""
+    import torch
+    import torch.nn.functional as F
+
+    from training.engine import attention, precision
+
+    c = json.loads((model / "config.json").read_text())
+    hidden, inter, heads = c["hidden_size"], c["intermediate_size"], c["num_attention_heads"]
+    kv, head_dim = c.get("num_key_value_heads") or heads, c.get("head_dim") or c["hidden_size"] // heads
+    dtype = torch.bfloat16 if precision.resolve("auto", torch) == "bf16" else torch.float32
+    rows, length = 8, 512
+    dims = {"q": (hidden, heads * head_dim), "k": (hidden, kv * head_dim), "v": (hidden, kv * head_dim),
+            "o": (heads * head_dim, hidden), "gate": (hidden, inter), "up": (hidden, inter), "down": (inter, hidden)}  # fmt: skip
+    w = {name: torch.randn(o, i, dtype=dtype) for name, (i, o) in dims.items()}
+    x = {name: torch.randn(rows * length, i, dtype=dtype) for name, (i, _) in dims.items()}
+    g = {name: torch.randn(rows * length, o, dtype=dtype) for name, (_, o) in dims.items()}
+    qkv = [torch.randn(1, n, length, head_dim, dtype=dtype, requires_grad=True) for n in (heads, kv, kv)]
+    grad_out = torch.randn(1, heads, length, head_dim, dtype=dtype)
+
+    def step():
+        for layer in range(c["num_hidden_layers"]):
+            for name in dims:
+                F.linear(x[name], w[name])
+                if layer or name not in ("q", "k", "v", "gate", "up"):
+                    g[name] @ w[name]
+            for _ in range(rows):
+                attention._causal(*qkv, 0.0, None, kv != heads).backward(grad_out)
+
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[repeats // 2]
+
+
+def report_floor(model: Path, r: dict) -> None:
+    """The 8 x 512 floor (measure_floor) against the sides' steps: how far the engine is from it, and the
+    most any engine could reach against padded fp32 on this machine."""
+    tokens = 8 * 512
+    floor = tokens / measure_floor(model)
+    padded, engine = r["padded"]["tokens_per_second"], r["engine"]["tokens_per_second"]
+    print(f"  floor (base products and attention alone, timed apart): {floor:.0f} tokens/s; the engine runs at "
+          f"{engine / floor:.0%} of it; at the floor an engine would be {floor / padded:.2f}x padded fp32 here")  # fmt: skip
+
+
 def report_compile(runs: dict[str, tuple[dict, dict]]) -> list[str]:
     """Compile on/off per shape: steady tokens/s (after the first quarter of the steps), the extra seconds
     of the first steps (compiling), and whether it pays over this run and by how many steps it would."""
@@ -352,6 +406,8 @@ def main() -> None:
     for shape in SHAPES:
         r = measure_shape(work / "base", shape, sides)
         goals += report_shape(shape, r)
+        if shape == "8 x 512 tokens":
+            report_floor(work / "base", r)
         compiled[shape] = (r["engine"], spawn("engine", work / "base", shape, {"compile": True}))
         by_examples[shape] = r["engine"]
     if not args.no_switches:
