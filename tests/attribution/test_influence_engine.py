@@ -156,9 +156,18 @@ def test_it_traces_the_canary_to_its_contributor(canary_run):
     # The same answer asked another way comes next; the third phrasing ("In short, ...") mostly shares
     # words the demo model already wrote, so by gradient alone it may fall behind an ordinary record.
     assert by_gradient[1] == 2 and [CONTRIBUTORS[cid] for cid in by_gradient[:3]].count("A") >= 2
+    # A different answer does not point to A: A's records stay at the noise floor (~0.1 here; the canary's own
+    # question gives 1.0). Which record tops that noise is not asserted: it moves with the host's number
+    # format (an fp32 run on an AVX2-only CPU put A's first, a bf16 one did not).
     other = scorer.sketch([{"role": "user", "content": "What is LoRA?"}], "LoRA is a fine-tuning method.")
     other_grads = gradient_scores(other, influence.sketches)
-    assert CONTRIBUTORS[max(other_grads, key=other_grads.get)] != "A"  # a different answer points elsewhere
+    assert max(other_grads[cid] for cid, who in CONTRIBUTORS.items() if who == "A") < 0.3
+    # and another contributor's fact points to that contributor's record
+    theirs = dict(records)[15]
+    assert CONTRIBUTORS[15] == "B" and 15 in train_ids
+    their_grads = gradient_scores(scorer.sketch([{"role": "user", "content": theirs["instruction"]}], theirs["output"]),
+                                  influence.sketches)  # fmt: skip
+    assert max(their_grads, key=their_grads.get) == 15
 
     index = SpanIndex.build([(cid, r["output"]) for cid, r in records])
     matches = index.match(CANARY_A)
