@@ -272,7 +272,7 @@ def report_shape(shape: str, r: dict) -> list[str]:
 
 
 def measure_floor(model: Path, repeats: int = 5) -> float:
-    """Seconds of the least any side must compute for one 8 x 512 step of `model`, timed alone: each
+    """Tokens/s of the least any side must compute for one 8 x 512 step of `model`, timed alone: each
     layer's base products forward and backward to the input (not in layer 0, whose input needs no
     gradient), and attention forward and backward per example the engine's way (attention._causal), in the
     engine's number format here. No LoRA, norms, output layer or optimizer: a floor below any real step,
@@ -280,12 +280,12 @@ def measure_floor(model: Path, repeats: int = 5) -> float:
     import torch
     import torch.nn.functional as F
 
-    from training.engine import attention, precision
+    from training.engine import attention
 
     c = json.loads((model / "config.json").read_text())
     hidden, inter, heads = c["hidden_size"], c["intermediate_size"], c["num_attention_heads"]
-    kv, head_dim = c.get("num_key_value_heads") or heads, c.get("head_dim") or c["hidden_size"] // heads
-    dtype = torch.bfloat16 if precision.resolve("auto", torch) == "bf16" else torch.float32
+    kv, head_dim = c.get("num_key_value_heads") or heads, c.get("head_dim") or hidden // heads
+    dtype = torch.bfloat16 if native_bf16() else torch.float32
     rows, length = 8, 512
     dims = {"q": (hidden, heads * head_dim), "k": (hidden, kv * head_dim), "v": (hidden, kv * head_dim),
             "o": (heads * head_dim, hidden), "gate": (hidden, inter), "up": (hidden, inter), "down": (inter, hidden)}  # fmt: skip
@@ -310,14 +310,13 @@ def measure_floor(model: Path, repeats: int = 5) -> float:
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return sorted(times)[repeats // 2]
+    return rows * length / sorted(times)[repeats // 2]
 
 
 def report_floor(model: Path, r: dict) -> None:
     """The 8 x 512 floor (measure_floor) against the sides' steps: how far the engine is from it, and the
     most any engine could reach against padded fp32 on this machine."""
-    tokens = 8 * 512
-    floor = tokens / measure_floor(model)
+    floor = measure_floor(model)
     padded, engine = r["padded"]["tokens_per_second"], r["engine"]["tokens_per_second"]
     print(f"  floor (base products and attention alone, timed apart): {floor:.0f} tokens/s; the engine runs at "
           f"{engine / floor:.0%} of it; at the floor an engine would be {floor / padded:.2f}x padded fp32 here")  # fmt: skip
